@@ -1,0 +1,31 @@
+# Everyday tasks. `make run` and `make test` bootstrap everything on a fresh machine.
+.PHONY: run test unit lint typecheck fmt bench demo clean
+
+VENV := .venv
+PY := $(VENV)/bin/python
+
+run:            ## start the whole stack (API, scheduler, dialer worker, embedded MongoDB) until Ctrl-C
+	@bash scripts/run.sh
+
+test:           ## bootstrap, then the whole test suite against real RabbitMQ and MongoDB-compatible servers
+	@bash scripts/test.sh
+
+unit:           ## the unit tests only (no servers)
+	@bash scripts/test.sh tests/unit
+
+lint:           ## ruff check and format check
+	$(VENV)/bin/ruff check shared services tests
+	$(VENV)/bin/ruff format --check shared services tests
+
+fmt:
+	$(VENV)/bin/ruff format shared services tests
+	$(VENV)/bin/ruff check --fix shared services tests
+
+typecheck:      ## mypy --strict on shared/ and services/
+	$(VENV)/bin/mypy
+
+demo:           ## run a few-thousand-number campaign on accelerated time against a running stack
+	$(VENV)/bin/dialer demo
+
+clean:
+	rm -rf .var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# `make test`: bootstrap, then the whole suite against real servers.
+# MongoDB: MONGODB_URL if given, else testcontainers when Docker works, else an
+# embedded SecantusDB process started by the test session itself.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=bootstrap.sh
+source "$ROOT/scripts/bootstrap.sh"
+bootstrap test
+trap stop_rabbitmq_if_started EXIT
+cd "$ROOT"
+"$VENV/bin/python" -m pytest "$@"
