@@ -1,0 +1,162 @@
+"""The `dialer` command: one entry point for every process and operator task."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from shared.clock import wall_now
+from shared.config import ApiSettings, CommonSettings, SchedulerSettings, WorkerSettings
+from shared.logging import configure_logging
+
+ENV_NOTE = (
+    "Connections and tuning come from environment variables (AMQP_URL, MONGODB_URL, "
+    "MONGODB_DB, AMQP_PREFIX, CLOCK_RATE, ...): see the README's configuration table."
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dialer",
+        description="Dialer: an outbound call-campaign engine (API, scheduler, dialer worker).",
+        epilog=ENV_NOTE,
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    api = sub.add_parser(
+        "api", help="serve the HTTP API", description="Serve the Call Campaigns HTTP API "
+        "(/api/v1/...), /health and the OpenAPI document.", epilog=ENV_NOTE
+    )
+    api.add_argument("--host", help="listen address (default: API_HOST or 127.0.0.1)")
+    api.add_argument("--port", type=int, help="listen port (default: API_PORT or 8080)")
+
+    sub.add_parser(
+        "scheduler", help="run a scheduler process",
+        description="Run a scheduler: takes leases on campaigns, dispatches due calls as dial "
+        "commands within each campaign's speed and calling window, and persists results. "
+        "Run any number of them.", epilog=ENV_NOTE,
+    )
+    worker = sub.add_parser(
+        "worker", help="run a dialer worker process",
+        description="Run a dialer worker: consumes dial commands, places calls through the "
+        "telephony provider (TELEPHONY_PROVIDER, default: simulated) and reports results. "
+        "Run any number of them.", epilog=ENV_NOTE,
+    )
+    worker.add_argument(
+        "--concurrency", type=int, help="calls placed at once (default: WORKER_CONCURRENCY or 100)"
+    )
+
+    keys = sub.add_parser(
+        "keys", help="manage API keys", description="Create, list and deactivate API keys. "
+        "Keys are stored hashed; the clear key is printed once, at creation.", epilog=ENV_NOTE,
+    )
+    ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    kc = ksub.add_parser("create", help="create a key for a firm",
+                         description="Create an API key for FIRM and print its id and the "
+                         "clear key (shown only this once).")
+    kc.add_argument("--firm", required=True, help="firm the key belongs to")
+    kc.add_argument("--json", action="store_true",
+                    help='print one JSON object {"key_id", "key", "firm"}')
+    kl = ksub.add_parser("list", help="list keys (never the clear key)",
+                         description="List every key: id, firm, active flag, creation time.")
+    kl.add_argument("--json", action="store_true", help="print a JSON array")
+    kd = ksub.add_parser("deactivate", help="deactivate a key",
+                         description="Deactivate KEY_ID: requests with it answer 403 within "
+                         "API_KEY_CACHE_SECONDS.")
+    kd.add_argument("key_id", metavar="KEY_ID")
+
+    stack = sub.add_parser(
+        "stack", help="run the whole stack in the foreground (what `make run` does)",
+        description="Start the embedded MongoDB-compatible server (unless MONGODB_URL is set), "
+        "the API, schedulers and dialer workers; create a development API key; print the API "
+        "address, the key and a ready-to-paste curl. Ctrl-C stops everything it started.",
+        epilog=ENV_NOTE,
+    )
+    stack.add_argument("--schedulers", type=int, default=1, help="scheduler processes (1)")
+    stack.add_argument("--workers", type=int, default=1, help="dialer worker processes (1)")
+    stack.add_argument("--port", type=int, default=None, help="API port (default: API_PORT or 8080)")
+    stack.add_argument("--mongo-port", type=int, default=27017,
+                       help="port of the embedded MongoDB-compatible server (27017)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "api":
+        overrides: dict[str, Any] = {}
+        if args.host:
+            overrides["api_host"] = args.host
+        if args.port:
+            overrides["api_port"] = args.port
+        settings = ApiSettings(**overrides)
+        configure_logging(settings.log_level, settings.log_json)
+        from services.api.main import run as run_api
+
+        return run_api(settings)
+    if args.command == "scheduler":
+        sched = SchedulerSettings()
+        configure_logging(sched.log_level, sched.log_json)
+        from services.scheduler.main import run as run_scheduler
+
+        return run_scheduler(sched)
+    if args.command == "worker":
+        wsettings = WorkerSettings(
+            **({"worker_concurrency": args.concurrency} if args.concurrency else {})
+        )
+        configure_logging(wsettings.log_level, wsettings.log_json)
+        from services.dialer.main import run as run_worker
+
+        return run_worker(wsettings)
+    if args.command == "keys":
+        return asyncio.run(_keys(args))
+    if args.command == "stack":
+        from services.stack import run_stack
+
+        return run_stack(args)
+    return 2
+
+
+async def _keys(args: argparse.Namespace) -> int:
+    from shared.storage.keys import ApiKeyRepository
+    from shared.storage.mongo import ensure_indexes, make_client
+
+    settings = CommonSettings()
+    client = make_client(settings.mongodb_url, "dialer-keys")
+    try:
+        db = client[settings.mongodb_db]
+        await ensure_indexes(db)
+        repo = ApiKeyRepository(db)
+        if args.keys_command == "create":
+            key, clear = await repo.create(args.firm, wall_now())
+            if args.json:
+                print(json.dumps({"key_id": key.key_id, "key": clear, "firm": key.firm_id}))
+            else:
+                print(f"key id: {key.key_id}\nfirm:   {key.firm_id}\nkey:    {clear}\n"
+                      "(the key is shown only now; store it safely)")
+            return 0
+        if args.keys_command == "list":
+            keys = await repo.list()
+            if args.json:
+                print(json.dumps([{"key_id": k.key_id, "firm": k.firm_id, "active": k.active,
+                                   "created_at": k.created_at.isoformat()} for k in keys]))
+            else:
+                print(f"{'KEY ID':<18} {'FIRM':<24} {'ACTIVE':<7} CREATED")
+                for k in keys:
+                    print(f"{k.key_id:<18} {k.firm_id:<24} {k.active!s:<7} "
+                          f"{k.created_at.isoformat()}")
+            return 0
+        if await repo.deactivate(args.key_id, wall_now()):
+            print(f"deactivated {args.key_id}")
+            return 0
+        print(f"no such key: {args.key_id}", file=sys.stderr)
+        return 1
+    finally:
+        await client.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Settings, one pydantic-settings class per service, built once at start and passed down.
+
+Every variable is documented in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    """Connections, logging and time: shared by every process."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    amqp_url: str = Field("amqp://guest:guest@127.0.0.1:5672/", description="RabbitMQ URL")
+    mongodb_url: str = Field(
+        "mongodb://127.0.0.1:27017/?directConnection=true", description="MongoDB URL"
+    )
+    mongodb_db: str = Field("dialer", description="MongoDB database name")
+    amqp_prefix: str = Field(
+        "dialer", description="prefix of every exchange and queue name (one set per deployment)"
+    )
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_json: bool | None = Field(
+        None, description="JSON logs; default: JSON when stderr is not a terminal"
+    )
+    clock_rate: float = Field(
+        1.0, gt=0, description="campaign seconds per wall second (60: one minute per second)"
+    )
+    clock_origin: datetime | None = Field(
+        None,
+        description="wall instant where accelerated time starts (ISO 8601); "
+        "all processes of a stack must share it. Default: real time",
+    )
+    clock_sim_origin: datetime | None = Field(
+        None, description="campaign time at clock_origin (default: clock_origin itself)"
+    )
+    metrics_port: int | None = Field(None, description="port of the Prometheus /metrics listener")
+
+
+class ApiSettings(CommonSettings):
+    api_host: str = Field("127.0.0.1", description="address the API listens on")
+    api_port: int = Field(8080, description="port the API listens on")
+    api_max_body_bytes: int = Field(
+        64 * 1024 * 1024, description="largest accepted request body (413 above it)"
+    )
+    api_key_cache_seconds: float = Field(
+        2.0, ge=0, description="how long a looked-up API key is cached (deactivation delay)"
+    )
+    default_firm_max_speed: int = Field(
+        100, ge=1, description="concurrency limit of a firm without its own setting"
+    )
+
+
+class SchedulerSettings(CommonSettings):
+    scheduler_id: str | None = Field(None, description="process id in leases (default: host:pid)")
+    lease_seconds: float = Field(
+        10.0, gt=0, description="campaign lease length (wall seconds); a dead scheduler's "
+        "campaigns are taken over after it"
+    )
+    scheduler_tick_seconds: float = Field(
+        1.0, gt=0, description="safety re-check of every owned campaign (wall seconds)"
+    )
+    attempt_lease_seconds: float = Field(
+        600.0, gt=0, description="campaign seconds after which an unreported attempt is "
+        "recovered as FAILED"
+    )
+    result_batch_size: int = Field(200, ge=1, description="results persisted per bulk write")
+
+
+class WorkerSettings(CommonSettings):
+    worker_concurrency: int = Field(100, ge=1, description="calls one worker places at once")
+    telephony_provider: str = Field("simulated", description="telephony provider: simulated")
+    sim_answer_ratio: float = Field(0.6, ge=0, le=1, description="simulated: share answered")
+    sim_busy_ratio: float = Field(0.1, ge=0, le=1, description="simulated: share busy")
+    sim_failure_ratio: float = Field(0.05, ge=0, le=1, description="simulated: share failed")
+    sim_ring_seconds: float = Field(
+        8.0, ge=0, description="simulated: campaign seconds of ringing"
+    )
+    sim_talk_seconds: float = Field(
+        60.0, ge=0, description="simulated: campaign seconds of talk when answered"
+    )
+    sim_seed: int | None = Field(None, description="simulated: random seed for outcomes")

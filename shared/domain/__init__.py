@@ -1,0 +1,1 @@
+"""The pure domain: models, statuses, rules. Imports nothing that does I/O."""

@@ -1,0 +1,67 @@
+"""MongoDB client (PyMongo's async API) and the indexes, created idempotently at start-up."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+from pymongo import ASCENDING, AsyncMongoClient, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+
+Document = dict[str, Any]
+Database = AsyncDatabase[Document]
+
+INDEXES: dict[str, list[IndexModel]] = {
+    "api_keys": [IndexModel([("key_hash", ASCENDING)], unique=True, name="key_hash")],
+    "campaigns": [
+        IndexModel([("status", ASCENDING), ("lease_until", ASCENDING)], name="status_lease"),
+        IndexModel([("firm_id", ASCENDING), ("created_at", ASCENDING)], name="firm_created"),
+    ],
+    "calls": [
+        IndexModel([("campaign_uuid", ASCENDING), ("seq", ASCENDING)], unique=True, name="seq"),
+        IndexModel(
+            [("campaign_uuid", ASCENDING), ("status", ASCENDING), ("seq", ASCENDING)],
+            name="status_seq",
+        ),
+        IndexModel(
+            [("campaign_uuid", ASCENDING), ("phone_number", ASCENDING), ("seq", ASCENDING)],
+            name="phone_seq",
+        ),
+        IndexModel(
+            [("campaign_uuid", ASCENDING), ("days", ASCENDING), ("seq", ASCENDING)],
+            name="days_seq",
+        ),
+        IndexModel(
+            [("campaign_uuid", ASCENDING), ("dedup_key", ASCENDING)],
+            unique=True,
+            partialFilterExpression={"dedup_key": {"$exists": True}},
+            name="dedup",
+        ),
+        IndexModel(
+            [("campaign_uuid", ASCENDING), ("retry_at", ASCENDING)],
+            partialFilterExpression={"retry_at": {"$exists": True}},
+            name="retry_at",
+        ),
+    ],
+    "call_pages": [
+        IndexModel([("campaign_uuid", ASCENDING), ("block", ASCENDING)], name="campaign_block")
+    ],
+}
+
+
+def make_client(url: str, app_name: str) -> AsyncMongoClient[Document]:
+    """Create a client (does not connect until first use)."""
+    return AsyncMongoClient(url, tz_aware=True, tzinfo=UTC, appname=app_name)
+
+
+async def ensure_indexes(db: Database) -> None:
+    for collection, indexes in INDEXES.items():
+        await db[collection].create_indexes(indexes)
+
+
+async def ping(db: Database) -> bool:
+    try:
+        await db.command("ping")
+    except Exception:
+        return False
+    return True
