@@ -1,0 +1,126 @@
+"""HTTP handlers: parse and validate, call one service function, answer.
+
+Routes of the contract are marked with :func:`requires_key`; the auth middleware has
+already checked the key when they run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from services.api import errors
+from services.api.middleware import requires_key
+from services.api.state import DOCS_HTML, HEALTH, MAX_BODY_BYTES, OPENAPI, SERVICE, api_key
+from shared.domain.errors import PayloadTooLarge, UnsupportedMediaType
+from shared.domain.models import (
+    AppendRecordsRequest,
+    CreateCampaignRequest,
+    DetailsQuery,
+    ListCallsQuery,
+)
+
+M = TypeVar("M", bound=BaseModel)
+#: Bodies larger than this are validated in a thread so the event loop keeps serving.
+_THREAD_VALIDATION_BYTES = 1_000_000
+
+
+def _json(model: BaseModel, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status, body=model.model_dump_json().encode(), content_type="application/json"
+    )
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    """The JSON body validated by ``model``: 415 if not JSON, 413 if too large, else 422."""
+    ctype = request.content_type
+    if ctype != "application/json" and not ctype.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"the body must be JSON (content-type: application/json), not {ctype!r}"
+        )
+    limit = request.app[MAX_BODY_BYTES]
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
+    raw = await request.read()
+    try:
+        if len(raw) > _THREAD_VALIDATION_BYTES:
+            return await asyncio.to_thread(model.model_validate_json, raw)
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise errors.from_validation_error(exc, "body") from None
+
+
+def parse_query(request: web.Request, model: type[M]) -> M:
+    """The query string validated by ``model`` (unknown parameters are refused)."""
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise errors.from_validation_error(exc, "query") from None
+
+
+@requires_key
+async def create_campaign(request: web.Request) -> web.Response:
+    body = await parse_body(request, CreateCampaignRequest)
+    result = await request.app[SERVICE].create(api_key(request).firm_id, body)
+    return _json(result, 201)
+
+
+@requires_key
+async def append_records(request: web.Request) -> web.Response:
+    body = await parse_body(request, AppendRecordsRequest)
+    result = await request.app[SERVICE].append(
+        api_key(request).firm_id, request.match_info["campaign_uuid"], body
+    )
+    return _json(result)
+
+
+@requires_key
+async def list_calls(request: web.Request) -> web.Response:
+    query = parse_query(request, ListCallsQuery)
+    result = await request.app[SERVICE].list_calls(
+        api_key(request).firm_id, request.match_info["campaign_uuid"], query
+    )
+    return _json(result)
+
+
+@requires_key
+async def delete_call(request: web.Request) -> web.Response:
+    result = await request.app[SERVICE].delete_call(
+        api_key(request).firm_id, request.match_info["campaign_uuid"],
+        request.match_info["call_uuid"],
+    )
+    return _json(result)
+
+
+@requires_key
+async def delete_phone_number(request: web.Request) -> web.Response:
+    result = await request.app[SERVICE].delete_phone(
+        api_key(request).firm_id, request.match_info["campaign_uuid"],
+        request.match_info["phone_number"],
+    )
+    return _json(result)
+
+
+@requires_key
+async def campaign_details(request: web.Request) -> web.Response:
+    query = parse_query(request, DetailsQuery)
+    result = await request.app[SERVICE].details(
+        api_key(request).firm_id, request.match_info["campaign_uuid"], query
+    )
+    return _json(result)
+
+
+async def health(request: web.Request) -> web.Response:
+    report = await request.app[HEALTH].check()
+    return _json(report, 200 if report.status == "ok" else 503)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(request.app[OPENAPI])
+
+
+async def docs(request: web.Request) -> web.Response:
+    return web.Response(text=request.app[DOCS_HTML], content_type="text/html")

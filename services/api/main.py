@@ -1,0 +1,59 @@
+"""`dialer api`: wire the dependencies, serve until SIGTERM, then drain and close."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from aiohttp import web
+
+from services.api.app import create_app
+from services.api.auth import KeyAuthenticator
+from services.api.health import DependencyHealth
+from shared.clock import ScaledClock
+from shared.config import ApiSettings
+from shared.messaging.connection import connect, open_publisher
+from shared.messaging.topology import Names
+from shared.runtime import run_until_signal
+from shared.service.campaigns import CampaignService
+from shared.storage.keys import ApiKeyRepository
+from shared.storage.mongo import ensure_indexes, make_client
+
+log = structlog.get_logger(__name__)
+
+
+def run(settings: ApiSettings) -> int:
+    """Serve the API until SIGTERM or SIGINT; return the process exit code."""
+
+    async def serve(stop: asyncio.Event) -> None:
+        clock = ScaledClock(settings.clock_rate, settings.clock_origin, settings.clock_sim_origin)
+        client = make_client(settings.mongodb_url, "dialer-api")
+        connection = await connect(settings.amqp_url, "dialer-api")
+        try:
+            db = client[settings.mongodb_db]
+            await ensure_indexes(db)
+            publisher = await open_publisher(connection, Names(settings.amqp_prefix))
+            service = CampaignService(
+                db, publisher, clock, default_firm_max_speed=settings.default_firm_max_speed
+            )
+            app = create_app(
+                service,
+                KeyAuthenticator(ApiKeyRepository(db), settings.api_key_cache_seconds),
+                DependencyHealth(
+                    db, lambda: not (connection.is_closed or publisher.channel.is_closed)
+                ),
+                max_body_bytes=settings.api_max_body_bytes,
+            )
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.drain_seconds)
+            await runner.setup()
+            site = web.TCPSite(runner, settings.api_host, settings.api_port)
+            await site.start()
+            log.info("api listening", host=settings.api_host, port=settings.api_port)
+            await stop.wait()
+            log.info("api stopping: draining requests in flight")
+            await runner.cleanup()
+        finally:
+            await connection.close()
+            await client.close()
+
+    return run_until_signal(serve)

@@ -1,0 +1,1 @@
+"""The service layer: use cases that combine the domain rules, storage and events."""

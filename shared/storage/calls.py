@@ -1,0 +1,295 @@
+"""Calls and the ``call_pages`` page index: bulk inserts, bounded page reads, safe deletes.
+
+Deletes run in a transaction with ``status: PENDING`` in the filter and move the
+campaign's ``stats`` and the page counts in the same transaction, so a call is
+either deleted or claimed by the engine's dispatch, never both, and the counters
+stay exact. See ``docs/DATA_MODEL.md``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pymongo import UpdateOne
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure
+
+from shared.domain.status import CallStatus
+from shared.storage.mongo import Database, Document
+
+BLOCK = 1000
+INSERT_CHUNK = 5000
+DUPLICATE_KEY = 11000
+#: Fields a call object never shows: the engine's bookkeeping.
+CALL_PROJECTION = {"dispatch": 0, "dedup_key": 0, "retry_at": 0, "days": 0}
+
+T = TypeVar("T")
+
+
+class _Recheck(Exception):
+    """A concurrent writer changed what the transaction read: abort it and start again."""
+
+
+async def in_transaction(
+    db: Database, work: Callable[[AsyncClientSession], Awaitable[T]], attempts: int = 30
+) -> T:
+    """Run ``work(session)`` in a transaction, retrying write conflicts and re-checks."""
+    for attempt in range(attempts):
+        last = attempt + 1 == attempts
+        async with db.client.start_session() as session:
+            try:
+                async with await session.start_transaction():
+                    return await work(session)
+            except _Recheck:
+                if last:
+                    raise
+            except (OperationFailure, ConnectionFailure) as exc:
+                transient = exc.has_error_label("TransientTransactionError") or (
+                    exc.has_error_label("UnknownTransactionCommitResult")
+                )
+                if last or not transient:
+                    raise
+    raise AssertionError("unreachable")
+
+
+def page_id(campaign_uuid: str, block: int) -> str:
+    return f"{campaign_uuid}:{block}"
+
+
+@dataclass(frozen=True)
+class RangePlan:
+    """Read ``seq`` in ``[lo, hi)``, skip ``skip`` (at most one block), take the page."""
+
+    lo: int
+    hi: int
+    skip: int
+
+
+def plan_page(blocks: Sequence[tuple[int, int]], skip: int, limit: int) -> RangePlan | None:
+    """Find the bounded ``seq`` range holding live calls number ``skip .. skip+limit``.
+
+    ``blocks`` are ``(block, live count)`` in block order. A full block has every
+    ``seq`` of its range alive, so the page starts exactly at ``block*BLOCK + offset``;
+    otherwise the read skips at most one block's calls. ``None``: past the end.
+    """
+    seen = 0
+    for i, (block, count) in enumerate(blocks):
+        if count <= 0:
+            continue
+        if seen + count <= skip:
+            seen += count
+            continue
+        offset = skip - seen
+        got, last = count, block
+        for later, later_count in blocks[i + 1 :]:
+            if got >= offset + limit:
+                break
+            if later_count > 0:
+                got, last = got + later_count, later
+        if count >= BLOCK:
+            return RangePlan(block * BLOCK + offset, (last + 1) * BLOCK, 0)
+        return RangePlan(block * BLOCK, (last + 1) * BLOCK, offset)
+    return None
+
+
+@dataclass
+class PhoneDelete:
+    """Outcome of a delete by phone number."""
+
+    found: bool = False
+    in_progress: list[str] = field(default_factory=list)
+    deleted: list[Document] = field(default_factory=list)
+
+
+class CallRepository:
+    """Reads and writes of ``calls`` and ``call_pages`` (deletes also move ``stats``)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.col = db["calls"]
+        self.pages = db["call_pages"]
+        self.campaigns = db["campaigns"]
+
+    # -- writes ----------------------------------------------------------------------------
+    async def insert_many(self, docs: Sequence[Document]) -> set[int]:
+        """Insert unordered in chunks; return the indices the dedup index refused.
+
+        A duplicate on the ``dedup_key`` index means the number was already added that
+        day by an earlier request; any other write error is raised.
+        """
+        dropped: set[int] = set()
+        for start in range(0, len(docs), INSERT_CHUNK):
+            chunk = docs[start : start + INSERT_CHUNK]
+            try:
+                await self.col.insert_many(chunk, ordered=False)
+            except BulkWriteError as exc:
+                for error in exc.details.get("writeErrors", []):
+                    pattern = error.get("keyPattern") or {}
+                    if error.get("code") != DUPLICATE_KEY or "dedup_key" not in pattern:
+                        raise
+                    dropped.add(start + int(error["index"]))
+        return dropped
+
+    async def inc_pages(
+        self,
+        campaign_uuid: str,
+        seqs: Iterable[int],
+        sign: int = 1,
+        session: AsyncClientSession | None = None,
+    ) -> None:
+        """Move the live counts of the blocks holding ``seqs`` (one bulk write)."""
+        per_block = Counter(seq // BLOCK for seq in seqs)
+        if not per_block:
+            return
+        ops = [
+            UpdateOne(
+                {"_id": page_id(campaign_uuid, block)},
+                {"$inc": {"count": sign * n},
+                 "$setOnInsert": {"campaign_uuid": campaign_uuid, "block": block}},
+                upsert=True,
+            )
+            for block, n in sorted(per_block.items())
+        ]
+        await self.pages.bulk_write(ops, ordered=False, session=session)
+
+    async def _move_stats(
+        self, campaign_uuid: str, status: str, n: int, now: datetime, session: AsyncClientSession
+    ) -> None:
+        await self.campaigns.update_one(
+            {"_id": campaign_uuid},
+            {"$inc": {"stats.total": -n, f"stats.{status}": -n}, "$set": {"updated_at": now}},
+            session=session,
+        )
+
+    async def delete_pending(
+        self, campaign_uuid: str, call_uuid: str, now: datetime
+    ) -> Document | None:
+        """Delete the call if it is PENDING (atomically with the counters); else ``None``."""
+
+        async def work(s: AsyncClientSession) -> Document | None:
+            doc = await self.col.find_one_and_delete(
+                {"_id": call_uuid, "campaign_uuid": campaign_uuid,
+                 "status": CallStatus.PENDING.value},
+                projection={"seq": 1, "phone_number": 1},
+                session=s,
+            )
+            if doc is not None:
+                await self._move_stats(campaign_uuid, CallStatus.PENDING.value, 1, now, s)
+                await self.inc_pages(campaign_uuid, [doc["seq"]], -1, session=s)
+            return doc
+
+        return await in_transaction(self.db, work)
+
+    async def request_cancel(
+        self, campaign_uuid: str, call_uuid: str, now: datetime
+    ) -> tuple[bool, bool]:
+        """Mark an IN_PROGRESS call: no attempt after the current one.
+
+        Returns (matched, changed): a second request matches again but changes nothing.
+        """
+        res = await self.col.update_one(
+            {"_id": call_uuid, "campaign_uuid": campaign_uuid,
+             "status": CallStatus.IN_PROGRESS.value},
+            {"$set": {"cancel_requested": True}},
+        )
+        return res.matched_count == 1, res.modified_count == 1
+
+    async def delete_phone(self, campaign_uuid: str, phone: str, now: datetime) -> PhoneDelete:
+        """Delete every PENDING call of ``phone``; nothing at all if one is IN_PROGRESS.
+
+        One transaction reads the number's calls and deletes the PENDING ones with the
+        status in the filter. If fewer are deleted than were read as PENDING, a dispatch
+        claimed one meanwhile: the transaction aborts and the check runs again.
+        """
+
+        async def work(s: AsyncClientSession) -> PhoneDelete:
+            calls = [
+                d async for d in self.col.find(
+                    {"campaign_uuid": campaign_uuid, "phone_number": phone},
+                    {"status": 1, "seq": 1},
+                    session=s,
+                ).hint("phone_seq")
+            ]
+            out = PhoneDelete(found=bool(calls))
+            out.in_progress = [
+                d["_id"] for d in calls if d["status"] == CallStatus.IN_PROGRESS.value
+            ]
+            pending = [d for d in calls if d["status"] == CallStatus.PENDING.value]
+            if out.in_progress or not pending:
+                return out
+            res = await self.col.delete_many(
+                {"_id": {"$in": [d["_id"] for d in pending]},
+                 "status": CallStatus.PENDING.value},
+                session=s,
+            )
+            if res.deleted_count != len(pending):
+                raise _Recheck
+            await self._move_stats(campaign_uuid, CallStatus.PENDING.value, len(pending), now, s)
+            await self.inc_pages(campaign_uuid, [d["seq"] for d in pending], -1, session=s)
+            out.deleted = sorted(pending, key=lambda d: d["seq"])
+            return out
+
+        return await in_transaction(self.db, work)
+
+    # -- reads -----------------------------------------------------------------------------
+    async def get(self, campaign_uuid: str, call_uuid: str) -> Document | None:
+        return await self.col.find_one(
+            {"_id": call_uuid, "campaign_uuid": campaign_uuid}, {"status": 1, "seq": 1}
+        )
+
+    async def page_blocks(self, campaign_uuid: str) -> list[tuple[int, int]]:
+        """``(block, live count)`` of every block, in order: one bounded read."""
+        cursor = self.pages.find(
+            {"campaign_uuid": campaign_uuid}, {"block": 1, "count": 1, "_id": 0}
+        ).sort("block", 1)
+        return [(int(d["block"]), int(d["count"])) async for d in cursor]
+
+    async def read_page(
+        self, campaign_uuid: str, skip: int, limit: int
+    ) -> tuple[int, list[Document]]:
+        """The total and one page of calls in ``seq`` order, via the page index."""
+        blocks = await self.page_blocks(campaign_uuid)
+        total = sum(max(count, 0) for _, count in blocks)
+        plan = plan_page(blocks, skip, limit) if skip < total else None
+        if plan is None:
+            return total, []
+        cursor = (
+            self.col.find(
+                {"campaign_uuid": campaign_uuid, "seq": {"$gte": plan.lo, "$lt": plan.hi}},
+                CALL_PROJECTION,
+            )
+            .sort("seq", 1)
+            .hint("seq")
+            .skip(plan.skip)
+            .limit(limit)
+        )
+        return total, [d async for d in cursor]
+
+    async def find(
+        self, query: Document, hint: str, skip: int, limit: int
+    ) -> list[Document]:
+        """One page of calls matching ``query`` in ``seq`` order, read through ``hint``."""
+        cursor = (
+            self.col.find(query, CALL_PROJECTION).sort("seq", 1).hint(hint).skip(skip).limit(limit)
+        )
+        return [d async for d in cursor]
+
+    async def count(self, query: Document, hint: str) -> int:
+        return await self.col.count_documents(query, hint=hint)
+
+
+def call_filter(campaign_uuid: str, **conditions: Any) -> tuple[Document, str]:
+    """The query of the details filters and the index that serves it best."""
+    query: Document = {"campaign_uuid": campaign_uuid}
+    hint = "seq"
+    for key, index in (("status", "status_seq"), ("days", "days_seq"),
+                       ("phone_number", "phone_seq"), ("_id", "_id_")):
+        value = conditions.get(key)
+        if value is not None:
+            query[key] = value
+            hint = index  # later entries are more selective and win
+    return query, hint

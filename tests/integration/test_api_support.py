@@ -1,0 +1,233 @@
+"""Harness of the API tests: the app built in-process on real MongoDB and RabbitMQ.
+
+Not a test module by itself (it holds no tests); its name only follows the file
+ownership pattern ``test_api_*``. Test modules import the ``api`` fixture from here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aiohttp.test_utils import TestClient, TestServer
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from services.api.app import create_app
+from services.api.auth import HEADER, KeyAuthenticator
+from services.api.health import DependencyHealth
+from services.api.openapi import DOCUMENTED_EXAMPLE
+from shared.clock import ScaledClock
+from shared.messaging.connection import connect, open_publisher
+from shared.messaging.envelope import Envelope
+from shared.messaging.topology import Names
+from shared.service.campaigns import CampaignService
+from shared.storage.calls import in_transaction
+from shared.storage.keys import ApiKeyRepository
+from shared.storage.mongo import Database, Document
+from tests.conftest import Servers
+
+FIRM_A, FIRM_B = "firm-a", "firm-b"
+DEFAULT_MAX_SPEED = 50
+
+
+def iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def phone(i: int) -> str:
+    """A valid Kazakh mobile number, distinct for each ``i`` below 10 million."""
+    return f"+7701{i:07d}"
+
+
+def record(i: int = 0, **changes: Any) -> dict[str, Any]:
+    rec: dict[str, Any] = {"phone_number": phone(i), "language": "ru", "gender_voice": "female",
+                           "agent_name": "agent", "variables": {"i": i}}
+    rec.update(changes)
+    return rec
+
+
+class EventTap:
+    """A private queue bound to every event of the test's events exchange."""
+
+    def __init__(self) -> None:
+        self.received: list[Envelope] = []
+        self._new = asyncio.Condition()
+
+    async def start(self, connection: AbstractRobustConnection, exchange: str) -> None:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(exchange, routing_key="#")
+        await queue.consume(self._on_message, no_ack=True)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        envelope = Envelope.from_body(message.body)
+        assert message.routing_key == f"{envelope.type}.{envelope.campaign_uuid}"
+        async with self._new:
+            self.received.append(envelope)
+            self._new.notify_all()
+
+    def of(self, type_: str, campaign_uuid: str | None = None) -> list[Envelope]:
+        return [e for e in self.received if e.type == type_
+                and (campaign_uuid is None or e.campaign_uuid == campaign_uuid)]
+
+    async def wait_for(
+        self, type_: str, campaign_uuid: str | None = None, count: int = 1, timeout: float = 10
+    ) -> list[Envelope]:
+        """Await ``count`` events of ``type_`` (no fixed sleep: woken by each arrival)."""
+        async with self._new:
+            await asyncio.wait_for(
+                self._new.wait_for(lambda: len(self.of(type_, campaign_uuid)) >= count), timeout
+            )
+        return self.of(type_, campaign_uuid)
+
+
+@dataclass
+class Api:
+    client: TestClient[Any, Any]
+    db: Database
+    events: EventTap
+    keys: dict[str, str] = field(default_factory=dict)
+
+    async def call(
+        self, method: str, path: str, *, key: str | None = "a", json_body: Any = None,
+        data: bytes | str | None = None, headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str | int] | None = None,
+    ) -> tuple[int, Any]:
+        """One request as a client makes it; returns the status and the decoded JSON body."""
+        hdrs = dict(headers or {})
+        if key is not None:
+            hdrs[HEADER] = self.keys.get(key, key)
+        if json_body is not None:
+            data = json.dumps(json_body)
+            hdrs.setdefault("content-type", "application/json")
+        async with self.client.request(method, path, data=data, headers=hdrs,
+                                       params=params) as resp:
+            raw = await resp.read()
+            ctype = resp.headers.get("content-type", "")
+            body = json.loads(raw) if ctype.startswith("application/json") else raw.decode()
+            return resp.status, body
+
+    async def create(self, n: int = 0, key: str = "a", **fields: Any) -> dict[str, Any]:
+        """Create a running campaign (window open now) with ``n`` distinct numbers."""
+        now = datetime.now(UTC)
+        payload = {"call_campaign_name": "test", "start_at": iso(now - timedelta(hours=1)),
+                   "end_at": iso(now + timedelta(hours=8)), "speed": 5,
+                   "call_records": [record(i) for i in range(n)], **fields}
+        status, created = await self.call("POST", "/api/v1/call-campaign", key=key,
+                                          json_body=payload)
+        assert status == 201, created
+        return dict(created)
+
+    async def calls(self, campaign_uuid: str) -> list[Document]:
+        return [d async for d in self.db["calls"].find({"campaign_uuid": campaign_uuid})
+                .sort("seq", 1)]
+
+    async def campaign(self, campaign_uuid: str) -> Document:
+        doc = await self.db["campaigns"].find_one({"_id": campaign_uuid})
+        assert doc is not None
+        return doc
+
+    async def snapshot(self) -> dict[str, list[Document]]:
+        """Every campaign, call and page document: to prove that nothing changed."""
+        return {
+            name: [d async for d in self.db[name].find({}).sort("_id", 1)]
+            for name in ("campaigns", "calls", "call_pages")
+        }
+
+    async def claim(self, campaign_uuid: str, call_uuids: list[str]) -> list[str]:
+        """Dispatch like the engine: one transaction reserves slots and moves PENDING calls
+        to IN_PROGRESS with ``status: PENDING`` in the filter. Returns the claimed ids."""
+        token = uuid.uuid4().hex
+        k = len(call_uuids)
+
+        async def work(s: AsyncClientSession) -> list[str]:
+            await self.db["campaigns"].update_one(
+                {"_id": campaign_uuid},
+                {"$inc": {"stats.IN_PROGRESS": k, "stats.PENDING": -k}}, session=s)
+            res = await self.db["calls"].update_many(
+                {"_id": {"$in": call_uuids}, "status": "PENDING"},
+                {"$set": {"status": "IN_PROGRESS", "next_attempt_at": None,
+                          "dispatch": {"token": token}}, "$inc": {"attempts": 1}},
+                session=s)
+            if res.modified_count < k:
+                missing = k - res.modified_count
+                await self.db["campaigns"].update_one(
+                    {"_id": campaign_uuid},
+                    {"$inc": {"stats.IN_PROGRESS": -missing, "stats.PENDING": missing}},
+                    session=s)
+            return [d["_id"] async for d in self.db["calls"].find(
+                {"_id": {"$in": call_uuids}, "dispatch.token": token}, {"_id": 1}, session=s)]
+
+        return await in_transaction(self.db, work)
+
+    async def finish(self, call_uuid: str, status: str = "COMPLETED") -> None:
+        """Settle an IN_PROGRESS call like the engine (counters in the same transaction)."""
+
+        async def work(s: AsyncClientSession) -> None:
+            doc = await self.db["calls"].find_one_and_update(
+                {"_id": call_uuid, "status": "IN_PROGRESS"},
+                {"$set": {"status": status, "dispatch": None}}, session=s)
+            assert doc is not None
+            await self.db["campaigns"].update_one(
+                {"_id": doc["campaign_uuid"]},
+                {"$inc": {"stats.IN_PROGRESS": -1, f"stats.{status}": 1}}, session=s)
+
+        await in_transaction(self.db, work)
+
+
+@asynccontextmanager
+async def running_api(
+    servers: Servers, db: Database, amqp_prefix: str, *,
+    max_body_bytes: int = 64 * 1024 * 1024, key_cache_seconds: float = 2.0,
+) -> AsyncIterator[Api]:
+    """The API app on a test server, with keys for two firms and an inactive one."""
+    connection = await connect(servers.amqp_url, "test-api")
+    try:
+        names = Names(amqp_prefix)
+        publisher = await open_publisher(connection, names)
+        events = EventTap()
+        await events.start(connection, names.events)
+        service = CampaignService(db, publisher, ScaledClock(),
+                                  default_firm_max_speed=DEFAULT_MAX_SPEED)
+        repo = ApiKeyRepository(db)
+        now = datetime.now(UTC)
+        keys = {}
+        for name, firm in (("a", FIRM_A), ("b", FIRM_B), ("inactive", FIRM_A)):
+            key, clear = await repo.create(firm, now)
+            keys[name] = clear
+            if name == "inactive":
+                await repo.deactivate(key.key_id, now)
+        keys["unknown"] = "dk_this-key-does-not-exist"
+        app = create_app(
+            service, KeyAuthenticator(repo, key_cache_seconds),
+            DependencyHealth(db, lambda: not connection.is_closed),
+            max_body_bytes=max_body_bytes,
+        )
+        client: TestClient[Any, Any] = TestClient(TestServer(app))
+        await client.start_server()
+        try:
+            yield Api(client, db, events, keys)
+        finally:
+            await client.close()
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+async def api(servers: Servers, mongo_db: Database, amqp_prefix: str) -> AsyncIterator[Api]:
+    async with running_api(servers, mongo_db, amqp_prefix) as running:
+        yield running
+
+
+def documented_example() -> dict[str, Any]:
+    return json.loads(json.dumps(DOCUMENTED_EXAMPLE))  # type: ignore[no-any-return]
+
+
