@@ -29,9 +29,11 @@ def _pre(value: Any) -> str:
 
 def _operation(path: str, method: str, op: dict[str, Any]) -> str:
     m = method.upper()
-    parts = [f'<h2 id="{escape(op["operationId"])}"><span class="m {m}">{m}</span>'
-             f"<code>{escape(path)}</code></h2>",
-             f"<p><b>{escape(op['summary'])}.</b> {escape(op['description'])}</p>"]
+    parts = [
+        f'<h2 id="{escape(op["operationId"])}"><span class="m {m}">{m}</span>'
+        f"<code>{escape(path)}</code></h2>",
+        f"<p><b>{escape(op['summary'])}.</b> {escape(op['description'])}</p>",
+    ]
     if op.get("security"):
         parts.append("<p>Needs the <code>x-cybernet-api-key</code> header.</p>")
     if op.get("parameters"):
@@ -41,22 +43,29 @@ def _operation(path: str, method: str, op: dict[str, Any]) -> str:
             f"<td><code>{escape(json.dumps(p['schema']))}</code></td></tr>"
             for p in op["parameters"]
         )
-        parts.append("<table><tr><th>parameter</th><th>in</th><th>meaning</th><th>schema</th>"
-                     f"</tr>{rows}</table>")
+        parts.append(
+            "<table><tr><th>parameter</th><th>in</th><th>meaning</th><th>schema</th>"
+            f"</tr>{rows}</table>"
+        )
     body = op.get("requestBody", {}).get("content", {}).get("application/json")
     if body:
-        parts.append(f"<p>Body: <code>{escape(body['schema']['$ref'].rsplit('/', 1)[-1])}"
-                     "</code> (see Schemas)</p>")
+        parts.append(
+            f"<p>Body: <code>{escape(body['schema']['$ref'].rsplit('/', 1)[-1])}"
+            "</code> (see Schemas)</p>"
+        )
         if "example" in body:
-            parts.append("<details open><summary>Example</summary>"
-                         f"{_pre(body['example'])}</details>")
+            parts.append(
+                f"<details open><summary>Example</summary>{_pre(body['example'])}</details>"
+            )
     rows = ""
     for code, response in op["responses"].items():
         content: dict[str, Any] = next(iter(response.get("content", {}).values()), {})
         schema: dict[str, Any] = content.get("schema", {})
         name = schema.get("$ref", "").rsplit("/", 1)[-1]
-        rows += (f"<tr><td>{escape(code)}</td><td>{escape(response['description'])}</td>"
-                 f"<td><code>{escape(name)}</code></td></tr>")
+        rows += (
+            f"<tr><td>{escape(code)}</td><td>{escape(response['description'])}</td>"
+            f"<td><code>{escape(name)}</code></td></tr>"
+        )
     parts.append(f"<table><tr><th>status</th><th>meaning</th><th>body</th></tr>{rows}</table>")
     return "\n".join(parts)
 
@@ -67,8 +76,10 @@ def render_docs(spec: dict[str, Any]) -> str:
     toc, ops = [], []
     for path, methods in spec["paths"].items():
         for method, op in methods.items():
-            toc.append(f'<li><a href="#{escape(op["operationId"])}">{method.upper()} '
-                       f"{escape(path)}</a> — {escape(op['summary'])}</li>")
+            toc.append(
+                f'<li><a href="#{escape(op["operationId"])}">{method.upper()} '
+                f"{escape(path)}</a> — {escape(op['summary'])}</li>"
+            )
             ops.append(_operation(path, method, op))
     schemas = "".join(
         f'<details id="schema-{escape(name)}"><summary><code>{escape(name)}</code></summary>'
@@ -76,7 +87,7 @@ def render_docs(spec: dict[str, Any]) -> str:
         for name, schema in spec["components"]["schemas"].items()
     )
     return (
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(info['title'])}</title><style>{_STYLE}</style></head><body>"
         f"<h1>{escape(info['title'])}</h1><p>Version {escape(info['version'])}. "
         f"{escape(info['description'])}</p>"

@@ -55,16 +55,24 @@ def status_of(exc: DialerError) -> int:
 
 
 def error_response(
-    status: int, code: str, message: str, details: Sequence[ErrorDetail] = (),
+    status: int,
+    code: str,
+    message: str,
+    details: Sequence[ErrorDetail] = (),
     headers: dict[str, str] | None = None,
 ) -> web.Response:
-    body = ErrorResponse(error=ErrorBody(
-        code=code, message=message,
-        details=[ErrorDetailOut(loc=list(d.loc), msg=d.msg) for d in details[:MAX_DETAILS]],
-    ))
+    body = ErrorResponse(
+        error=ErrorBody(
+            code=code,
+            message=message,
+            details=[ErrorDetailOut(loc=list(d.loc), msg=d.msg) for d in details[:MAX_DETAILS]],
+        )
+    )
     return web.Response(
-        status=status, body=body.model_dump_json().encode(),
-        content_type="application/json", headers=headers,
+        status=status,
+        body=body.model_dump_json().encode(),
+        content_type="application/json",
+        headers=headers,
     )
 
 
@@ -99,14 +107,17 @@ def from_http_exception(exc: web.HTTPException, request: web.Request) -> web.Res
     if status == 405:
         allow = exc.headers.get("Allow", "")
         return error_response(
-            405, MethodNotAllowed.code,
+            405,
+            MethodNotAllowed.code,
             f"method {request.method} is not allowed here; allowed: {allow}",
             headers={"Allow": allow},
         )
     if status == 413:
-        return from_dialer_error(PayloadTooLarge(
-            f"request body is larger than the limit of {request.app[MAX_BODY_BYTES]} bytes"
-        ))
+        return from_dialer_error(
+            PayloadTooLarge(
+                f"request body is larger than the limit of {request.app[MAX_BODY_BYTES]} bytes"
+            )
+        )
     code = exc.reason.lower().replace(" ", "_") if exc.reason else "http_error"
     return error_response(status, code, exc.text or exc.reason or "error")
 

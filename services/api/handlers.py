@@ -89,7 +89,8 @@ async def list_calls(request: web.Request) -> web.Response:
 @requires_key
 async def delete_call(request: web.Request) -> web.Response:
     result = await request.app[SERVICE].delete_call(
-        api_key(request).firm_id, request.match_info["campaign_uuid"],
+        api_key(request).firm_id,
+        request.match_info["campaign_uuid"],
         request.match_info["call_uuid"],
     )
     return _json(result)
@@ -98,7 +99,8 @@ async def delete_call(request: web.Request) -> web.Response:
 @requires_key
 async def delete_phone_number(request: web.Request) -> web.Response:
     result = await request.app[SERVICE].delete_phone(
-        api_key(request).firm_id, request.match_info["campaign_uuid"],
+        api_key(request).firm_id,
+        request.match_info["campaign_uuid"],
         request.match_info["phone_number"],
     )
     return _json(result)

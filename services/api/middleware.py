@@ -43,7 +43,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.exception("request failed", method=request.method, path=request.path)
         response = errors.from_unexpected(exc)
     log.info(
-        "request", method=request.method, path=request.path, status=response.status,
+        "request",
+        method=request.method,
+        path=request.path,
+        status=response.status,
         ms=round((time.perf_counter() - started) * 1000, 1),
     )
     return response

@@ -23,21 +23,29 @@ DOCUMENTED_EXAMPLE: dict[str, Any] = {
     "transfer_next_day": False,
     "allow_dynamic_call_appending": False,
     "call_records": [
-        {"phone_number": "77012345678", "language": "RU", "gender_voice": "male",
-         "agent_name": "sales_agent_v2",
-         "variables": {"client_name": "John Doe", "debt_amount": 15000,
-                       "contract_type": "auto_loan", "foreign_id": "CRM-12345"}}
+        {
+            "phone_number": "77012345678",
+            "language": "RU",
+            "gender_voice": "male",
+            "agent_name": "sales_agent_v2",
+            "variables": {
+                "client_name": "John Doe",
+                "debt_amount": 15000,
+                "contract_type": "auto_loan",
+                "foreign_id": "CRM-12345",
+            },
+        }
     ],
 }
 
 ERROR_TEXT = {
     400: "Campaign status forbids it: COMPLETED, FAILED or CANCELED, or PROCESSING while "
-         "allow_dynamic_call_appending is false",
+    "allow_dynamic_call_appending is false",
     401: "Missing or unknown API key",
     403: "API key inactive, or the campaign belongs to another firm",
     404: "Campaign, call or phone number not found (a malformed UUID in the path is a 404)",
     409: "Call in progress (its retries are cancelled) or already finished; by phone: a call "
-         "of the number is in progress and nothing was deleted",
+    "of the number is in progress and nothing was deleted",
     413: "Request body larger than API_MAX_BODY_BYTES (64 MiB by default)",
     415: "Request body not declared as application/json",
     422: "Validation failed: every problem is listed with its JSON path",
@@ -53,8 +61,11 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
 def _models() -> list[tuple[type[BaseModel], JsonSchemaMode]]:
     seen: list[tuple[type[BaseModel], JsonSchemaMode]] = [(ErrorResponse, "serialization")]
     for e in ENDPOINTS:
-        for model, mode in ((e.body, "validation"), (e.query, "validation"),
-                            (e.response, "serialization")):
+        for model, mode in (
+            (e.body, "validation"),
+            (e.query, "validation"),
+            (e.response, "serialization"),
+        ):
             if model is not None and (model, mode) not in seen:
                 seen.append((model, mode))  # type: ignore[arg-type]
     return seen
@@ -63,10 +74,12 @@ def _models() -> list[tuple[type[BaseModel], JsonSchemaMode]]:
 def _parameters(e: Endpoint, schemas: dict[str, Any]) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = []
     for name, text in e.path_params:
-        schema = {"type": "string"} if name == "phone_number" else {
-            "type": "string", "format": "uuid"}
-        params.append({"name": name, "in": "path", "required": True, "description": text,
-                       "schema": schema})
+        schema = (
+            {"type": "string"} if name == "phone_number" else {"type": "string", "format": "uuid"}
+        )
+        params.append(
+            {"name": name, "in": "path", "required": True, "description": text, "schema": schema}
+        )
     if e.query is not None:
         props = schemas[e.query.__name__]["properties"]
         for name, prop in props.items():
@@ -77,15 +90,24 @@ def _parameters(e: Endpoint, schemas: dict[str, Any]) -> list[dict[str, Any]]:
                 prop = {**options[0], **prop}
             if prop.get("default", 0) is None:
                 del prop["default"]
-            params.append({"name": name, "in": "query", "required": False,
-                           "description": e.query.model_fields[name].description or name,
-                           "schema": prop})
+            params.append(
+                {
+                    "name": name,
+                    "in": "query",
+                    "required": False,
+                    "description": e.query.model_fields[name].description or name,
+                    "schema": prop,
+                }
+            )
     return params
 
 
 def _operation(e: Endpoint, schemas: dict[str, Any]) -> dict[str, Any]:
-    op: dict[str, Any] = {"operationId": e.operation_id, "summary": e.summary,
-                          "description": e.description}
+    op: dict[str, Any] = {
+        "operationId": e.operation_id,
+        "summary": e.summary,
+        "description": e.description,
+    }
     params = _parameters(e, schemas)
     if params:
         op["parameters"] = params
@@ -97,19 +119,27 @@ def _operation(e: Endpoint, schemas: dict[str, Any]) -> dict[str, Any]:
             content["example"] = DOCUMENTED_EXAMPLE
         op["requestBody"] = {"required": True, "content": {"application/json": content}}
     if e.response is not None:
-        success: dict[str, Any] = {"description": "Success", "content": {
-            "application/json": {"schema": _ref(e.response)}}}
+        success: dict[str, Any] = {
+            "description": "Success",
+            "content": {"application/json": {"schema": _ref(e.response)}},
+        }
     elif e.operation_id == "docs":
-        success = {"description": "HTML page", "content": {"text/html": {
-            "schema": {"type": "string"}}}}
+        success = {
+            "description": "HTML page",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        }
     else:
-        success = {"description": "OpenAPI document", "content": {"application/json": {
-            "schema": {"type": "object"}}}}
+        success = {
+            "description": "OpenAPI document",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
     responses: dict[str, Any] = {str(e.success): success}
     for code in e.errors:
         schema = _ref(e.response) if code == 503 and e.response else _ref(ErrorResponse)
-        responses[str(code)] = {"description": ERROR_TEXT[code],
-                                "content": {"application/json": {"schema": schema}}}
+        responses[str(code)] = {
+            "description": ERROR_TEXT[code],
+            "content": {"application/json": {"schema": schema}},
+        }
     op["responses"] = responses
     return op
 
@@ -129,8 +159,8 @@ def build_openapi(max_body_bytes: int) -> dict[str, Any]:
             "description": (
                 "Create outbound call campaigns, add phone numbers, follow and delete calls. "
                 f"Every endpoint under /api/v1/call-campaign needs the `{HEADER}` header. "
-                "Every error has the shape {\"error\": {\"code\", \"message\", \"details\": "
-                f"[{{\"loc\", \"msg\"}}]}}. Request bodies are limited to {max_body_bytes} "
+                'Every error has the shape {"error": {"code", "message", "details": '
+                f'[{{"loc", "msg"}}]}}. Request bodies are limited to {max_body_bytes} '
                 "bytes (413 above)."
             ),
         },

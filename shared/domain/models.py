@@ -55,8 +55,9 @@ def _phone(value: str) -> str:
     try:
         return normalize_phone(value)
     except InvalidPhoneNumber as exc:
-        raise PydanticCustomError("phone_number", "invalid phone number: {reason}",
-                                  {"reason": str(exc)}) from None
+        raise PydanticCustomError(
+            "phone_number", "invalid phone number: {reason}", {"reason": str(exc)}
+        ) from None
 
 
 def _check_json_value(value: Any, depth: int = 0) -> None:
@@ -96,19 +97,23 @@ UtcDatetimeIn = Annotated[AwareDatetime, AfterValidator(_to_utc_ms)]
 UtcDatetime = Annotated[
     datetime,
     PlainSerializer(iso_z, return_type=str, when_used="json"),
-    WithJsonSchema({"type": "string", "format": "date-time", "examples": [
-        "2026-01-15T09:00:00.000Z"]}),
+    WithJsonSchema(
+        {"type": "string", "format": "date-time", "examples": ["2026-01-15T09:00:00.000Z"]}
+    ),
 ]
 PhoneNumber = Annotated[
     str,
     AfterValidator(_phone),
-    WithJsonSchema({"type": "string", "description": "digits with an optional leading '+'; "
-                    "spaces, dashes and brackets ignored; stored in E.164",
-                    "examples": ["77012345678", "+7 (701) 234-56-78"]}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "description": "digits with an optional leading '+'; "
+            "spaces, dashes and brackets ignored; stored in E.164",
+            "examples": ["77012345678", "+7 (701) 234-56-78"],
+        }
+    ),
 ]
-Language = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z]{2,8}$"), AfterValidator(str.upper)
-]
+Language = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2,8}$"), AfterValidator(str.upper)]
 GenderVoice = Literal["male", "female"]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 AgentName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
@@ -180,8 +185,7 @@ def _utc_day(value: Any) -> Any:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise PydanticCustomError(
-            "date", "date must be an ISO 8601 date or datetime (2026-01-15 or "
-            "2026-01-15T09:00:00Z)"
+            "date", "date must be an ISO 8601 date or datetime (2026-01-15 or 2026-01-15T09:00:00Z)"
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
@@ -191,8 +195,13 @@ def _utc_day(value: Any) -> Any:
 UtcDay = Annotated[
     str,
     BeforeValidator(_utc_day),
-    WithJsonSchema({"type": "string", "description": "ISO 8601 date or datetime; matched "
-                    "against the UTC day", "examples": ["2026-01-15", "2026-01-15T09:00:00Z"]}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "description": "ISO 8601 date or datetime; matched against the UTC day",
+            "examples": ["2026-01-15", "2026-01-15T09:00:00Z"],
+        }
+    ),
 ]
 
 

@@ -47,7 +47,7 @@ from shared.domain.phone import InvalidPhoneNumber, normalize_phone
 from shared.domain.status import FINAL_CAMPAIGN_STATUSES, CallStatus, CampaignStatus
 from shared.domain.window import CallingWindow, day_of
 from shared.messaging.envelope import Envelope
-from shared.storage.calls import CallRepository, call_filter
+from shared.storage.calls import CallRepository
 from shared.storage.campaigns import CampaignRepository, empty_stats
 from shared.storage.mongo import Database, Document
 
@@ -141,13 +141,25 @@ class CampaignService:
         await self.campaigns.insert(campaign)
         added, duplicates = len(kept), new.duplicates + len(dropped)
         log.info("campaign created", campaign_uuid=campaign_uuid, firm_id=firm_id, calls=added)
-        await self._publish(CAMPAIGN_CREATED, firm_id, campaign_uuid, now, {
-            "status": status.value, "call_records_added": added,
-            "duplicates_removed": duplicates, "seq_from": 0, "seq_to": len(new.docs),
-        })
+        await self._publish(
+            CAMPAIGN_CREATED,
+            firm_id,
+            campaign_uuid,
+            now,
+            {
+                "status": status.value,
+                "call_records_added": added,
+                "duplicates_removed": duplicates,
+                "seq_from": 0,
+                "seq_to": len(new.docs),
+            },
+        )
         return CreateCampaignResponse.model_validate(
-            {**_campaign_view(campaign), "call_records_added": added,
-             "duplicates_removed": duplicates}
+            {
+                **_campaign_view(campaign),
+                "call_records_added": added,
+                "duplicates_removed": duplicates,
+            }
         )
 
     async def append(
@@ -161,8 +173,12 @@ class CampaignService:
             campaign["start_at"], campaign["end_at"], campaign["transfer_next_day"]
         )
         new = self._new_calls(
-            campaign_uuid, req.call_records, window, campaign["retry"],
-            campaign["day_unique"], now,
+            campaign_uuid,
+            req.call_records,
+            window,
+            campaign["retry"],
+            campaign["day_unique"],
+            now,
         )
         before, status = await self._reserve(campaign, len(new.docs), now)
         first = int(before["next_seq"])
@@ -177,14 +193,26 @@ class CampaignService:
         await self.calls.inc_pages(campaign_uuid, [d["seq"] for d in kept])
         duplicates = new.duplicates + len(dropped)
         log.info("records appended", campaign_uuid=campaign_uuid, calls=len(kept))
-        await self._publish(CAMPAIGN_APPENDED, firm_id, campaign_uuid, now, {
-            "status": status.value, "call_records_added": len(kept),
-            "duplicates_removed": duplicates, "call_uuids": len(kept),
-            "seq_from": first, "seq_to": first + len(new.docs),
-        })
+        await self._publish(
+            CAMPAIGN_APPENDED,
+            firm_id,
+            campaign_uuid,
+            now,
+            {
+                "status": status.value,
+                "call_records_added": len(kept),
+                "duplicates_removed": duplicates,
+                "call_uuids": len(kept),
+                "seq_from": first,
+                "seq_to": first + len(new.docs),
+            },
+        )
         return AppendRecordsResponse(
-            campaign_uuid=campaign_uuid, call_records_added=len(kept),
-            duplicates_removed=duplicates, call_uuids=[d["_id"] for d in kept], status=status,
+            campaign_uuid=campaign_uuid,
+            call_records_added=len(kept),
+            duplicates_removed=duplicates,
+            call_uuids=[d["_id"] for d in kept],
+            status=status,
         )
 
     async def delete_call(self, firm_id: str, campaign_uuid: str, call_uuid: str) -> DeletedCall:
@@ -202,23 +230,37 @@ class CampaignService:
                 deleted = await self.calls.delete_pending(campaign_uuid, call_uuid, now)
                 if deleted is None:
                     continue  # claimed meanwhile: look again
-                await self._publish(CALL_DELETED, firm_id, campaign_uuid, now, {
-                    "call_uuid": call_uuid, "phone_number": deleted["phone_number"],
-                    "seq": deleted["seq"]})
+                await self._publish(
+                    CALL_DELETED,
+                    firm_id,
+                    campaign_uuid,
+                    now,
+                    {
+                        "call_uuid": call_uuid,
+                        "phone_number": deleted["phone_number"],
+                        "seq": deleted["seq"],
+                    },
+                )
                 return DeletedCall(deleted=call_uuid)
             if status == CallStatus.IN_PROGRESS.value:
                 matched, changed = await self.calls.request_cancel(campaign_uuid, call_uuid, now)
                 if not matched:
                     continue  # finished meanwhile: look again
                 if changed:
-                    await self._publish(CALL_RETRIES_CANCELLED, firm_id, campaign_uuid, now,
-                                        {"call_uuid": call_uuid})
+                    await self._publish(
+                        CALL_RETRIES_CANCELLED,
+                        firm_id,
+                        campaign_uuid,
+                        now,
+                        {"call_uuid": call_uuid},
+                    )
                 raise Conflict(
                     f"call {call_uuid} is in progress and cannot be deleted; its retries are "
                     "cancelled: no further attempt will be made after the current one"
                 )
-            raise Conflict(f"call {call_uuid} already finished with status {status}; "
-                           "nothing was changed")
+            raise Conflict(
+                f"call {call_uuid} already finished with status {status}; nothing was changed"
+            )
         raise Conflict(f"call {call_uuid} keeps changing state; try again")
 
     async def delete_phone(
@@ -241,11 +283,18 @@ class CampaignService:
             raise Conflict(
                 f"{len(out.in_progress)} call(s) of {phone} are in progress; nothing was deleted"
             )
-        await self.publisher_events([
-            self._envelope(CALL_DELETED, firm_id, campaign_uuid, now, {
-                "call_uuid": d["_id"], "phone_number": phone, "seq": d["seq"]})
-            for d in out.deleted
-        ])
+        await self.publisher_events(
+            [
+                self._envelope(
+                    CALL_DELETED,
+                    firm_id,
+                    campaign_uuid,
+                    now,
+                    {"call_uuid": d["_id"], "phone_number": phone, "seq": d["seq"]},
+                )
+                for d in out.deleted
+            ]
+        )
         return DeletedCalls(deleted=[d["_id"] for d in out.deleted])
 
     # -- queries ---------------------------------------------------------------------------
@@ -263,25 +312,35 @@ class CampaignService:
         """The campaign with its live ``stats`` and one page of calls matching every filter."""
         campaign = await self._owned(firm_id, campaign_uuid)
         campaign_uuid = campaign["_id"]
-        filters = {
-            "status": query.status.value if query.status else None,
-            "days": query.date,
-            "phone_number": query.phone_number,
-            "_id": str(query.call_uuid) if query.call_uuid else None,
-        }
-        if all(v is None for v in filters.values()):
-            total, docs = await self.calls.read_page(campaign_uuid, query.skip, query.per_page)
-        else:
-            mongo_query, hint = call_filter(campaign_uuid, **filters)
-            if hint == "status_seq" and query.status is not None:
-                # status only: the counter is exact and saves counting a long index range
-                total = max(0, int(campaign.get("stats", {}).get(query.status.value, 0)))
-            else:
-                total = await self.calls.count(mongo_query, hint)
-            docs = (
-                await self.calls.find(mongo_query, hint, query.skip, query.per_page)
-                if query.skip < total else []
+        status = query.status.value if query.status else None
+        call_uuid = str(query.call_uuid) if query.call_uuid else None
+        if call_uuid is not None or query.phone_number is not None:
+            # a uuid or a number selects a handful of calls: filter the rest here
+            found = await self.calls.candidates(
+                campaign_uuid, call_uuid=call_uuid, phone=query.phone_number
             )
+            matching = [
+                d for d in found if _matches(d, call_uuid, query.phone_number, status, query.date)
+            ]
+            total, docs = len(matching), matching[query.skip : query.skip + query.per_page]
+        elif status is not None or query.date is not None:
+            mongo_query: Document = {"campaign_uuid": campaign_uuid}
+            if status is not None:
+                mongo_query["status"] = status
+            if query.date is not None:
+                mongo_query["days"] = query.date
+            if query.date is None and status is not None:
+                # status only: the counter is exact and saves counting a long index range
+                total = max(0, int(campaign.get("stats", {}).get(status, 0)))
+            else:
+                total = await self.calls.count(mongo_query)
+            docs = (
+                await self.calls.find(mongo_query, query.skip, query.per_page)
+                if query.skip < total
+                else []
+            )
+        else:
+            total, docs = await self.calls.read_page(campaign_uuid, query.skip, query.per_page)
         return CampaignDetails(
             campaign=Campaign.model_validate(_campaign_view(campaign)),
             calls=_page(query, total, docs),
@@ -305,9 +364,7 @@ class CampaignService:
             status = CampaignStatus(campaign["status"])
             if status in FINAL_CAMPAIGN_STATUSES:
                 raise InvalidState(f"campaign is {status.value}: records can no longer be added")
-            if status is CampaignStatus.PROCESSING and not campaign[
-                "allow_dynamic_call_appending"
-            ]:
+            if status is CampaignStatus.PROCESSING and not campaign["allow_dynamic_call_appending"]:
                 raise InvalidState(
                     "campaign is PROCESSING and allow_dynamic_call_appending is false"
                 )
@@ -318,8 +375,12 @@ class CampaignService:
             )
             allowed = {CampaignStatus.PENDING, CampaignStatus.PROCESSING}
             before = await self.campaigns.reserve_append(
-                campaign["_id"], expected_status=status, allowed=allowed,
-                new_status=new_status, count=count, now=now,
+                campaign["_id"],
+                expected_status=status,
+                allowed=allowed,
+                new_status=new_status,
+                count=count,
+                now=now,
             )
             if before is not None:
                 return before, new_status
@@ -347,18 +408,30 @@ class CampaignService:
             keep, duplicates = result.kept, result.dropped
         due = first_attempt_due(now, window) or now
         base: Document = {
-            "campaign_uuid": campaign_uuid, "status": CallStatus.PENDING.value, "attempts": 0,
-            "max_attempts": max_attempts(retry), "next_attempt_at": due, "cancel_requested": False,
-            "dispatch": None, "result": None, "created_at": now, "updated_at": now,
+            "campaign_uuid": campaign_uuid,
+            "status": CallStatus.PENDING.value,
+            "attempts": 0,
+            "max_attempts": max_attempts(retry),
+            "next_attempt_at": due,
+            "cancel_requested": False,
+            "dispatch": None,
+            "result": None,
+            "created_at": now,
+            "updated_at": now,
         }
         days = [day_of(due)]
         docs: list[Document] = []
         for i in keep:
             r = records[i]
             doc = {
-                **base, "_id": str(uuid.uuid4()), "phone_number": r.phone_number,
-                "language": r.language, "gender_voice": r.gender_voice,
-                "agent_name": r.agent_name, "variables": r.variables, "days": list(days),
+                **base,
+                "_id": str(uuid.uuid4()),
+                "phone_number": r.phone_number,
+                "language": r.language,
+                "gender_voice": r.gender_voice,
+                "agent_name": r.agent_name,
+                "variables": r.variables,
+                "days": list(days),
                 "attempt_history": [],
             }
             if day_unique == "delete":
@@ -386,8 +459,23 @@ class CampaignService:
         try:
             await asyncio.wait_for(self.publisher.events(envelopes), self.publish_timeout)
         except Exception:
-            log.exception("event publish failed", types=sorted({e.type for e in envelopes}),
-                          campaign_uuid=envelopes[0].campaign_uuid)
+            log.exception(
+                "event publish failed",
+                types=sorted({e.type for e in envelopes}),
+                campaign_uuid=envelopes[0].campaign_uuid,
+            )
+
+
+def _matches(
+    doc: Document, call_uuid: str | None, phone: str | None, status: str | None, day: str | None
+) -> bool:
+    """Whether a call passes every given filter (AND)."""
+    return (
+        (call_uuid is None or doc["_id"] == call_uuid)
+        and (phone is None or doc["phone_number"] == phone)
+        and (status is None or doc["status"] == status)
+        and (day is None or day in doc.get("days", []))
+    )
 
 
 def _campaign_view(doc: Document) -> Document:
@@ -396,6 +484,8 @@ def _campaign_view(doc: Document) -> Document:
 
 def _page(query: ListCallsQuery, total: int, docs: list[Document]) -> CallsPage:
     return CallsPage(
-        page=query.page, per_page=query.per_page, total=total,
+        page=query.page,
+        per_page=query.per_page,
+        total=total,
         items=[Call.model_validate({**d, "uuid": d["_id"]}) for d in docs],
     )

@@ -8,11 +8,13 @@ stay exact. See ``docs/DATA_MODEL.md``.
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -35,9 +37,13 @@ class _Recheck(Exception):
 
 
 async def in_transaction(
-    db: Database, work: Callable[[AsyncClientSession], Awaitable[T]], attempts: int = 30
+    db: Database, work: Callable[[AsyncClientSession], Awaitable[T]], attempts: int = 60
 ) -> T:
-    """Run ``work(session)`` in a transaction, retrying write conflicts and re-checks."""
+    """Run ``work(session)`` in a transaction, retrying write conflicts and re-checks.
+
+    Transactions that touch the same campaign document (its ``stats``) conflict under
+    load; a short randomised back-off keeps the retries from colliding again.
+    """
     for attempt in range(attempts):
         last = attempt + 1 == attempts
         async with db.client.start_session() as session:
@@ -53,6 +59,7 @@ async def in_transaction(
                 )
                 if last or not transient:
                     raise
+        await asyncio.sleep(random.uniform(0, min(0.1, 0.002 * 2 ** min(attempt, 6))))
     raise AssertionError("unreachable")
 
 
@@ -73,8 +80,8 @@ def plan_page(blocks: Sequence[tuple[int, int]], skip: int, limit: int) -> Range
     """Find the bounded ``seq`` range holding live calls number ``skip .. skip+limit``.
 
     ``blocks`` are ``(block, live count)`` in block order. A full block has every
-    ``seq`` of its range alive, so the page starts exactly at ``block*BLOCK + offset``;
-    otherwise the read skips at most one block's calls. ``None``: past the end.
+    ``seq`` of its range alive, so positions inside it are exact ``seq`` values; in a
+    block with holes the read skips inside that one block. ``None``: past the end.
     """
     seen = 0
     for i, (block, count) in enumerate(blocks):
@@ -84,15 +91,24 @@ def plan_page(blocks: Sequence[tuple[int, int]], skip: int, limit: int) -> Range
             seen += count
             continue
         offset = skip - seen
-        got, last = count, block
+        dense = count >= BLOCK
+        lo = block * BLOCK + offset if dense else block * BLOCK
+        plan_skip = 0 if dense else offset
+        remaining = limit - (count - offset)  # still needed after this block
+        if remaining <= 0:
+            return RangePlan(lo, lo + limit if dense else (block + 1) * BLOCK, plan_skip)
+        hi = (block + 1) * BLOCK
         for later, later_count in blocks[i + 1 :]:
-            if got >= offset + limit:
+            if later_count <= 0:
+                continue
+            if later_count >= BLOCK and remaining <= later_count:
+                hi = later * BLOCK + remaining
                 break
-            if later_count > 0:
-                got, last = got + later_count, later
-        if count >= BLOCK:
-            return RangePlan(block * BLOCK + offset, (last + 1) * BLOCK, 0)
-        return RangePlan(block * BLOCK, (last + 1) * BLOCK, offset)
+            hi = (later + 1) * BLOCK
+            remaining -= later_count
+            if remaining <= 0:
+                break
+        return RangePlan(lo, hi, plan_skip)
     return None
 
 
@@ -148,8 +164,10 @@ class CallRepository:
         ops = [
             UpdateOne(
                 {"_id": page_id(campaign_uuid, block)},
-                {"$inc": {"count": sign * n},
-                 "$setOnInsert": {"campaign_uuid": campaign_uuid, "block": block}},
+                {
+                    "$inc": {"count": sign * n},
+                    "$setOnInsert": {"campaign_uuid": campaign_uuid, "block": block},
+                },
                 upsert=True,
             )
             for block, n in sorted(per_block.items())
@@ -172,8 +190,11 @@ class CallRepository:
 
         async def work(s: AsyncClientSession) -> Document | None:
             doc = await self.col.find_one_and_delete(
-                {"_id": call_uuid, "campaign_uuid": campaign_uuid,
-                 "status": CallStatus.PENDING.value},
+                {
+                    "_id": call_uuid,
+                    "campaign_uuid": campaign_uuid,
+                    "status": CallStatus.PENDING.value,
+                },
                 projection={"seq": 1, "phone_number": 1},
                 session=s,
             )
@@ -192,8 +213,11 @@ class CallRepository:
         Returns (matched, changed): a second request matches again but changes nothing.
         """
         res = await self.col.update_one(
-            {"_id": call_uuid, "campaign_uuid": campaign_uuid,
-             "status": CallStatus.IN_PROGRESS.value},
+            {
+                "_id": call_uuid,
+                "campaign_uuid": campaign_uuid,
+                "status": CallStatus.IN_PROGRESS.value,
+            },
             {"$set": {"cancel_requested": True}},
         )
         return res.matched_count == 1, res.modified_count == 1
@@ -208,11 +232,12 @@ class CallRepository:
 
         async def work(s: AsyncClientSession) -> PhoneDelete:
             calls = [
-                d async for d in self.col.find(
+                d
+                async for d in self.col.find(
                     {"campaign_uuid": campaign_uuid, "phone_number": phone},
                     {"status": 1, "seq": 1},
                     session=s,
-                ).hint("phone_seq")
+                )
             ]
             out = PhoneDelete(found=bool(calls))
             out.in_progress = [
@@ -222,8 +247,7 @@ class CallRepository:
             if out.in_progress or not pending:
                 return out
             res = await self.col.delete_many(
-                {"_id": {"$in": [d["_id"] for d in pending]},
-                 "status": CallStatus.PENDING.value},
+                {"_id": {"$in": [d["_id"] for d in pending]}, "status": CallStatus.PENDING.value},
                 session=s,
             )
             if res.deleted_count != len(pending):
@@ -263,33 +287,30 @@ class CallRepository:
                 CALL_PROJECTION,
             )
             .sort("seq", 1)
-            .hint("seq")
             .skip(plan.skip)
             .limit(limit)
         )
         return total, [d async for d in cursor]
 
-    async def find(
-        self, query: Document, hint: str, skip: int, limit: int
-    ) -> list[Document]:
-        """One page of calls matching ``query`` in ``seq`` order, read through ``hint``."""
-        cursor = (
-            self.col.find(query, CALL_PROJECTION).sort("seq", 1).hint(hint).skip(skip).limit(limit)
-        )
+    async def find(self, query: Document, skip: int, limit: int) -> list[Document]:
+        """One page of calls matching ``query`` in ``seq`` order (served by an index)."""
+        cursor = self.col.find(query, CALL_PROJECTION).sort("seq", 1).skip(skip).limit(limit)
         return [d async for d in cursor]
 
-    async def count(self, query: Document, hint: str) -> int:
-        return await self.col.count_documents(query, hint=hint)
+    async def count(self, query: Document) -> int:
+        return await self.col.count_documents(query)
 
-
-def call_filter(campaign_uuid: str, **conditions: Any) -> tuple[Document, str]:
-    """The query of the details filters and the index that serves it best."""
-    query: Document = {"campaign_uuid": campaign_uuid}
-    hint = "seq"
-    for key, index in (("status", "status_seq"), ("days", "days_seq"),
-                       ("phone_number", "phone_seq"), ("_id", "_id_")):
-        value = conditions.get(key)
-        if value is not None:
-            query[key] = value
-            hint = index  # later entries are more selective and win
-    return query, hint
+    async def candidates(
+        self, campaign_uuid: str, *, call_uuid: str | None, phone: str | None
+    ) -> list[Document]:
+        """The few calls of one uuid or one phone number (point or short index read),
+        with ``days`` so that the caller can apply the remaining filters itself."""
+        # one key only: the planner of some MongoDB-compatible servers mis-picks otherwise
+        query: Document = {"campaign_uuid": campaign_uuid}
+        if call_uuid is not None:
+            query["_id"] = call_uuid
+        elif phone is not None:
+            query["phone_number"] = phone
+        projection = {k: v for k, v in CALL_PROJECTION.items() if k != "days"}
+        docs = [d async for d in self.col.find(query, projection)]
+        return sorted(docs, key=lambda d: int(d["seq"]))

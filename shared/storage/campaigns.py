@@ -37,9 +37,7 @@ class CampaignRepository:
 
     async def get(self, campaign_uuid: str) -> Document | None:
         """The campaign document without the engine's lease fields, or ``None``."""
-        return await self.col.find_one(
-            {"_id": campaign_uuid}, {"lease_owner": 0, "lease_until": 0}
-        )
+        return await self.col.find_one({"_id": campaign_uuid}, {"lease_owner": 0, "lease_until": 0})
 
     async def insert(self, doc: Document) -> None:
         """Insert a new campaign: the commit point of a create."""

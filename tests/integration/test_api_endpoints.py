@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from services.api.openapi import DOCUMENTED_EXAMPLE
-from tests.integration.test_api_support import (  # noqa: F401 - the api fixture
+from shared.storage.mongo import Database
+from tests.conftest import Servers
+from tests.integration.test_api_support import (
     Api,
-    api,
     iso,
     phone,
     record,
+    running_api,
 )
 
 BASE = "/api/v1/call-campaign"
+
+
+@pytest.fixture
+async def api(servers: Servers, mongo_db: Database, amqp_prefix: str) -> AsyncIterator[Api]:
+    async with running_api(servers, mongo_db, amqp_prefix) as running:
+        yield running
+
 
 #: The create request exactly as CONTRACT.md shows it (text, not a re-serialised dict).
 DOCUMENTED_BODY = """{
@@ -49,8 +61,9 @@ def assert_error(body: Any, code: str) -> None:
 
 async def test_documented_example_posted_verbatim_is_created(api: Api) -> None:
     assert json.loads(DOCUMENTED_BODY) == DOCUMENTED_EXAMPLE
-    status, body = await api.call("POST", BASE, data=DOCUMENTED_BODY,
-                                  headers={"content-type": "application/json"})
+    status, body = await api.call(
+        "POST", BASE, data=DOCUMENTED_BODY, headers={"content-type": "application/json"}
+    )
     assert status == 201, body
     assert body["call_campaign_name"] == "January Outreach"
     assert body["start_at"] == "2026-01-15T09:00:00.000Z"
@@ -71,18 +84,27 @@ async def test_documented_example_posted_verbatim_is_created(api: Api) -> None:
 async def test_create_stores_calls_pages_stats_and_drops_same_day_duplicates(api: Api) -> None:
     records = [record(0), record(1), record(0, language="kk"), record(2), record(1)]
     start = datetime.now(UTC) + timedelta(days=1)
-    status, body = await api.call("POST", BASE, json_body={
-        "call_campaign_name": "  Dedup  ", "start_at": iso(start),
-        "end_at": iso(start + timedelta(hours=2)), "day_unique": "delete",
-        "call_records": records})
+    status, body = await api.call(
+        "POST",
+        BASE,
+        json_body={
+            "call_campaign_name": "  Dedup  ",
+            "start_at": iso(start),
+            "end_at": iso(start + timedelta(hours=2)),
+            "day_unique": "delete",
+            "call_records": records,
+        },
+    )
     assert status == 201, body
     assert body["call_campaign_name"] == "Dedup" and body["status"] == "PENDING"
     assert (body["call_records_added"], body["duplicates_removed"]) == (3, 2)
     calls = await api.calls(body["uuid"])
     assert [c["phone_number"] for c in calls] == [phone(0), phone(1), phone(2)]
     assert [c["seq"] for c in calls] == [0, 1, 2]
-    assert all(c["next_attempt_at"] == start.replace(microsecond=start.microsecond // 1000
-                                                     * 1000) for c in calls)
+    assert all(
+        c["next_attempt_at"] == start.replace(microsecond=start.microsecond // 1000 * 1000)
+        for c in calls
+    )
     assert calls[0]["days"] == [start.date().isoformat()]
     page = await api.db["call_pages"].find_one({"_id": f"{body['uuid']}:0"})
     assert page is not None and page["count"] == 3
@@ -100,8 +122,12 @@ async def test_create_422_lists_every_problem_with_its_path(api: Api) -> None:
     body = json.loads(DOCUMENTED_BODY)
     body["retry"] = 11
     body["colour"] = "red"
-    body["call_records"] = [record(0), record(1), record(2), record(3, phone_number="12",
-                                                                      gender_voice="robot")]
+    body["call_records"] = [
+        record(0),
+        record(1),
+        record(2),
+        record(3, phone_number="12", gender_voice="robot"),
+    ]
     status, answer = await api.call("POST", BASE, json_body=body)
     assert status == 422
     assert_error(answer, "validation_failed")
@@ -113,15 +139,17 @@ async def test_create_422_lists_every_problem_with_its_path(api: Api) -> None:
 
 
 async def test_create_422_when_speed_exceeds_the_firm_limit(api: Api) -> None:
-    status, answer = await api.call("POST", BASE, json_body={
-        **json.loads(DOCUMENTED_BODY), "speed": 51})
+    status, answer = await api.call(
+        "POST", BASE, json_body={**json.loads(DOCUMENTED_BODY), "speed": 51}
+    )
     assert status == 422 and answer["error"]["details"][0]["loc"] == ["body", "speed"]
     await api.db["firms"].insert_one({"_id": "firm-a", "max_speed": 4})
     status, answer = await api.call("POST", BASE, json_body=json.loads(DOCUMENTED_BODY))
     assert status == 422 and "at most 4" in answer["error"]["details"][0]["msg"]
     await api.db["firms"].update_one({"_id": "firm-a"}, {"$set": {"max_speed": 500}})
-    status, _ = await api.call("POST", BASE, json_body={**json.loads(DOCUMENTED_BODY),
-                                                       "speed": 500})
+    status, _ = await api.call(
+        "POST", BASE, json_body={**json.loads(DOCUMENTED_BODY), "speed": 500}
+    )
     assert status == 201
 
 
@@ -131,8 +159,9 @@ async def test_create_422_when_speed_exceeds_the_firm_limit(api: Api) -> None:
 async def test_append_200_assigns_new_seqs_and_publishes(api: Api) -> None:
     created = await api.create(2, allow_dynamic_call_appending=True)
     uid = created["uuid"]
-    status, body = await api.call("POST", f"{BASE}/{uid}/call-records",
-                                  json_body={"call_records": [record(5), record(6)]})
+    status, body = await api.call(
+        "POST", f"{BASE}/{uid}/call-records", json_body={"call_records": [record(5), record(6)]}
+    )
     assert status == 200, body
     assert body["campaign_uuid"] == uid and body["status"] == "PROCESSING"
     assert (body["call_records_added"], body["duplicates_removed"]) == (2, 0)
@@ -148,12 +177,20 @@ async def test_append_200_assigns_new_seqs_and_publishes(api: Api) -> None:
 
 async def test_append_to_a_pending_campaign_keeps_it_pending(api: Api) -> None:
     start = datetime.now(UTC) + timedelta(hours=3)
-    status, created = await api.call("POST", BASE, json_body={
-        "call_campaign_name": "later", "start_at": iso(start),
-        "end_at": iso(start + timedelta(hours=1)), "call_records": []})
+    status, created = await api.call(
+        "POST",
+        BASE,
+        json_body={
+            "call_campaign_name": "later",
+            "start_at": iso(start),
+            "end_at": iso(start + timedelta(hours=1)),
+            "call_records": [],
+        },
+    )
     assert status == 201 and created["status"] == "PENDING"
-    status, body = await api.call("POST", f"{BASE}/{created['uuid']}/call-records",
-                                  json_body={"call_records": [record(1)]})
+    status, body = await api.call(
+        "POST", f"{BASE}/{created['uuid']}/call-records", json_body={"call_records": [record(1)]}
+    )
     assert status == 200 and body["status"] == "PENDING"
     [call] = await api.calls(created["uuid"])
     assert call["next_attempt_at"] == start.replace(microsecond=start.microsecond // 1000 * 1000)
@@ -162,8 +199,11 @@ async def test_append_to_a_pending_campaign_keeps_it_pending(api: Api) -> None:
 async def test_append_drops_duplicates_of_earlier_requests_the_same_day(api: Api) -> None:
     created = await api.create(3, day_unique="delete", allow_dynamic_call_appending=True)
     uid = created["uuid"]
-    status, body = await api.call("POST", f"{BASE}/{uid}/call-records", json_body={
-        "call_records": [record(1), record(3), record(3), record(2), record(4)]})
+    status, body = await api.call(
+        "POST",
+        f"{BASE}/{uid}/call-records",
+        json_body={"call_records": [record(1), record(3), record(3), record(2), record(4)]},
+    )
     assert status == 200, body
     assert (body["call_records_added"], body["duplicates_removed"]) == (2, 3)
     calls = await api.calls(uid)
@@ -177,16 +217,19 @@ async def test_append_drops_duplicates_of_earlier_requests_the_same_day(api: Api
 
 async def test_append_400_for_final_or_running_campaigns(api: Api) -> None:
     locked = await api.create(1)  # PROCESSING, allow_dynamic_call_appending false
-    status, body = await api.call("POST", f"{BASE}/{locked['uuid']}/call-records",
-                                  json_body={"call_records": [record(9)]})
+    status, body = await api.call(
+        "POST", f"{BASE}/{locked['uuid']}/call-records", json_body={"call_records": [record(9)]}
+    )
     assert status == 400 and "allow_dynamic_call_appending" in body["error"]["message"]
     assert_error(body, "invalid_state")
     for final in ("COMPLETED", "FAILED", "CANCELED"):
         created = await api.create(1, allow_dynamic_call_appending=True)
-        await api.db["campaigns"].update_one({"_id": created["uuid"]},
-                                             {"$set": {"status": final}})
-        status, body = await api.call("POST", f"{BASE}/{created['uuid']}/call-records",
-                                      json_body={"call_records": [record(9)]})
+        await api.db["campaigns"].update_one({"_id": created["uuid"]}, {"$set": {"status": final}})
+        status, body = await api.call(
+            "POST",
+            f"{BASE}/{created['uuid']}/call-records",
+            json_body={"call_records": [record(9)]},
+        )
         assert status == 400 and final in body["error"]["message"]
         assert len(await api.calls(created["uuid"])) == 1
         assert (await api.campaign(created["uuid"]))["next_seq"] == 1
@@ -194,14 +237,17 @@ async def test_append_400_for_final_or_running_campaigns(api: Api) -> None:
 
 async def test_append_404_and_422(api: Api) -> None:
     for missing in ("00000000-0000-4000-8000-000000000000", "not-a-uuid"):
-        status, body = await api.call("POST", f"{BASE}/{missing}/call-records",
-                                      json_body={"call_records": [record(1)]})
+        status, body = await api.call(
+            "POST", f"{BASE}/{missing}/call-records", json_body={"call_records": [record(1)]}
+        )
         assert status == 404
         assert_error(body, "not_found")
     created = await api.create(0, allow_dynamic_call_appending=True)
     status, body = await api.call(
-        "POST", f"{BASE}/{created['uuid']}/call-records",
-        json_body={"call_records": [record(1), record(2, language="")], "x": 1})
+        "POST",
+        f"{BASE}/{created['uuid']}/call-records",
+        json_body={"call_records": [record(1), record(2, language="")], "x": 1},
+    )
     assert status == 422
     locs = [d["loc"] for d in body["error"]["details"]]
     assert ["body", "call_records", 1, "language"] in locs and ["body", "x"] in locs
@@ -215,22 +261,35 @@ async def test_list_calls_pages_in_insertion_order(api: Api) -> None:
     uid = created["uuid"]
     seen: list[str] = []
     for page in (1, 2, 3):
-        status, body = await api.call("GET", f"{BASE}/{uid}/calls",
-                                      params={"page": page, "per_page": 10})
+        status, body = await api.call(
+            "GET", f"{BASE}/{uid}/calls", params={"page": page, "per_page": 10}
+        )
         assert status == 200 and body["total"] == 25
         assert (body["page"], body["per_page"]) == (page, 10)
         seen += [c["phone_number"] for c in body["items"]]
     assert seen == [phone(i) for i in range(25)]
-    status, body = await api.call("GET", f"{BASE}/{uid}/calls", params={"page": 4,
-                                                                        "per_page": 10})
+    status, body = await api.call("GET", f"{BASE}/{uid}/calls", params={"page": 4, "per_page": 10})
     assert status == 200 and body["items"] == []
     status, body = await api.call("GET", f"{BASE}/{uid}/calls")
     assert body["per_page"] == 20 and len(body["items"]) == 20
     item = body["items"][0]
-    assert set(item) >= {"uuid", "campaign_uuid", "phone_number", "language", "gender_voice",
-                         "agent_name", "variables", "status", "attempts", "max_attempts",
-                         "next_attempt_at", "created_at", "updated_at", "result",
-                         "attempt_history"}
+    assert set(item) >= {
+        "uuid",
+        "campaign_uuid",
+        "phone_number",
+        "language",
+        "gender_voice",
+        "agent_name",
+        "variables",
+        "status",
+        "attempts",
+        "max_attempts",
+        "next_attempt_at",
+        "created_at",
+        "updated_at",
+        "result",
+        "attempt_history",
+    }
     assert item["campaign_uuid"] == uid and item["attempts"] == 0 and item["result"] is None
     assert item["next_attempt_at"].endswith("Z") and item["variables"] == {"i": 0}
 
@@ -299,7 +358,7 @@ async def test_delete_finished_call_409_changes_nothing(api: Api) -> None:
 async def test_delete_call_404(api: Api) -> None:
     created = await api.create(1)
     for call in ("00000000-0000-4000-8000-000000000000", "nope"):
-        status, body = await api.call("DELETE", f"{BASE}/{created['uuid']}/calls/{call}")
+        status, _ = await api.call("DELETE", f"{BASE}/{created['uuid']}/calls/{call}")
         assert status == 404
     other = await api.create(1)
     foreign = (await api.calls(other["uuid"]))[0]["_id"]
@@ -315,8 +374,11 @@ async def test_delete_call_404(api: Api) -> None:
 async def test_delete_by_phone_removes_pending_calls_and_keeps_history(api: Api) -> None:
     created = await api.create(0, allow_dynamic_call_appending=True)
     uid = created["uuid"]
-    status, body = await api.call("POST", f"{BASE}/{uid}/call-records", json_body={
-        "call_records": [record(1), record(2), record(1), record(1)]})
+    status, body = await api.call(
+        "POST",
+        f"{BASE}/{uid}/call-records",
+        json_body={"call_records": [record(1), record(2), record(1), record(1)]},
+    )
     assert status == 200
     first, _, second, third = body["call_uuids"]
     await api.claim(uid, [first])
@@ -334,8 +396,9 @@ async def test_delete_by_phone_removes_pending_calls_and_keeps_history(api: Api)
 async def test_delete_by_phone_409_deletes_nothing(api: Api) -> None:
     created = await api.create(0, allow_dynamic_call_appending=True)
     uid = created["uuid"]
-    _, body = await api.call("POST", f"{BASE}/{uid}/call-records", json_body={
-        "call_records": [record(1), record(1)]})
+    _, body = await api.call(
+        "POST", f"{BASE}/{uid}/call-records", json_body={"call_records": [record(1), record(1)]}
+    )
     await api.claim(uid, [body["call_uuids"][1]])
     before = await api.snapshot()
     status, answer = await api.call("DELETE", f"{BASE}/{uid}/phone-numbers/{phone(1)}")
@@ -358,8 +421,11 @@ async def test_delete_by_phone_404_and_422(api: Api) -> None:
 async def test_details_with_stats_and_and_combined_filters(api: Api) -> None:
     created = await api.create(0, allow_dynamic_call_appending=True)
     uid = created["uuid"]
-    _, body = await api.call("POST", f"{BASE}/{uid}/call-records", json_body={
-        "call_records": [record(1), record(2), record(1), record(3)]})
+    _, body = await api.call(
+        "POST",
+        f"{BASE}/{uid}/call-records",
+        json_body={"call_records": [record(1), record(2), record(1), record(3)]},
+    )
     c1, c2, c3, c4 = body["call_uuids"]
     await api.claim(uid, [c1, c2])
     status, details = await api.call("GET", f"{BASE}/{uid}")
@@ -395,8 +461,13 @@ async def test_details_404_and_422(api: Api) -> None:
     status, _ = await api.call("GET", f"{BASE}/12345")
     assert status == 404
     created = await api.create(1)
-    for params in ({"status": "DONE"}, {"phone_number": "abc"}, {"call_uuid": "x"},
-                   {"date": "soon"}, {"per_page": "1000"}):
+    for params in (
+        {"status": "DONE"},
+        {"phone_number": "abc"},
+        {"call_uuid": "x"},
+        {"date": "soon"},
+        {"per_page": "1000"},
+    ):
         status, body = await api.call("GET", f"{BASE}/{created['uuid']}", params=params)
         assert status == 422, params
         assert_error(body, "validation_failed")

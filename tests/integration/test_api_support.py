@@ -1,12 +1,14 @@
 """Harness of the API tests: the app built in-process on real MongoDB and RabbitMQ.
 
 Not a test module by itself (it holds no tests); its name only follows the file
-ownership pattern ``test_api_*``. Test modules import the ``api`` fixture from here.
+ownership pattern ``test_api_*``. Each test module defines its ``api`` fixture with
+:func:`running_api`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -15,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from aiohttp.test_utils import TestClient, TestServer
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -48,8 +49,13 @@ def phone(i: int) -> str:
 
 
 def record(i: int = 0, **changes: Any) -> dict[str, Any]:
-    rec: dict[str, Any] = {"phone_number": phone(i), "language": "ru", "gender_voice": "female",
-                           "agent_name": "agent", "variables": {"i": i}}
+    rec: dict[str, Any] = {
+        "phone_number": phone(i),
+        "language": "ru",
+        "gender_voice": "female",
+        "agent_name": "agent",
+        "variables": {"i": i},
+    }
     rec.update(changes)
     return rec
 
@@ -75,16 +81,19 @@ class EventTap:
             self._new.notify_all()
 
     def of(self, type_: str, campaign_uuid: str | None = None) -> list[Envelope]:
-        return [e for e in self.received if e.type == type_
-                and (campaign_uuid is None or e.campaign_uuid == campaign_uuid)]
+        return [
+            e
+            for e in self.received
+            if e.type == type_ and (campaign_uuid is None or e.campaign_uuid == campaign_uuid)
+        ]
 
     async def wait_for(
-        self, type_: str, campaign_uuid: str | None = None, count: int = 1, timeout: float = 10
+        self, type_: str, campaign_uuid: str | None = None, count: int = 1, within: float = 10
     ) -> list[Envelope]:
         """Await ``count`` events of ``type_`` (no fixed sleep: woken by each arrival)."""
         async with self._new:
             await asyncio.wait_for(
-                self._new.wait_for(lambda: len(self.of(type_, campaign_uuid)) >= count), timeout
+                self._new.wait_for(lambda: len(self.of(type_, campaign_uuid)) >= count), within
             )
         return self.of(type_, campaign_uuid)
 
@@ -97,8 +106,14 @@ class Api:
     keys: dict[str, str] = field(default_factory=dict)
 
     async def call(
-        self, method: str, path: str, *, key: str | None = "a", json_body: Any = None,
-        data: bytes | str | None = None, headers: Mapping[str, str] | None = None,
+        self,
+        method: str,
+        path: str,
+        *,
+        key: str | None = "a",
+        json_body: Any = None,
+        data: bytes | str | io.BytesIO | None = None,
+        headers: Mapping[str, str] | None = None,
         params: Mapping[str, str | int] | None = None,
     ) -> tuple[int, Any]:
         """One request as a client makes it; returns the status and the decoded JSON body."""
@@ -108,8 +123,9 @@ class Api:
         if json_body is not None:
             data = json.dumps(json_body)
             hdrs.setdefault("content-type", "application/json")
-        async with self.client.request(method, path, data=data, headers=hdrs,
-                                       params=params) as resp:
+        async with self.client.request(
+            method, path, data=data, headers=hdrs, params=params
+        ) as resp:
             raw = await resp.read()
             ctype = resp.headers.get("content-type", "")
             body = json.loads(raw) if ctype.startswith("application/json") else raw.decode()
@@ -118,17 +134,24 @@ class Api:
     async def create(self, n: int = 0, key: str = "a", **fields: Any) -> dict[str, Any]:
         """Create a running campaign (window open now) with ``n`` distinct numbers."""
         now = datetime.now(UTC)
-        payload = {"call_campaign_name": "test", "start_at": iso(now - timedelta(hours=1)),
-                   "end_at": iso(now + timedelta(hours=8)), "speed": 5,
-                   "call_records": [record(i) for i in range(n)], **fields}
-        status, created = await self.call("POST", "/api/v1/call-campaign", key=key,
-                                          json_body=payload)
+        payload = {
+            "call_campaign_name": "test",
+            "start_at": iso(now - timedelta(hours=1)),
+            "end_at": iso(now + timedelta(hours=8)),
+            "speed": 5,
+            "call_records": [record(i) for i in range(n)],
+            **fields,
+        }
+        status, created = await self.call(
+            "POST", "/api/v1/call-campaign", key=key, json_body=payload
+        )
         assert status == 201, created
         return dict(created)
 
     async def calls(self, campaign_uuid: str) -> list[Document]:
-        return [d async for d in self.db["calls"].find({"campaign_uuid": campaign_uuid})
-                .sort("seq", 1)]
+        return [
+            d async for d in self.db["calls"].find({"campaign_uuid": campaign_uuid}).sort("seq", 1)
+        ]
 
     async def campaign(self, campaign_uuid: str) -> Document:
         doc = await self.db["campaigns"].find_one({"_id": campaign_uuid})
@@ -151,20 +174,34 @@ class Api:
         async def work(s: AsyncClientSession) -> list[str]:
             await self.db["campaigns"].update_one(
                 {"_id": campaign_uuid},
-                {"$inc": {"stats.IN_PROGRESS": k, "stats.PENDING": -k}}, session=s)
+                {"$inc": {"stats.IN_PROGRESS": k, "stats.PENDING": -k}},
+                session=s,
+            )
             res = await self.db["calls"].update_many(
                 {"_id": {"$in": call_uuids}, "status": "PENDING"},
-                {"$set": {"status": "IN_PROGRESS", "next_attempt_at": None,
-                          "dispatch": {"token": token}}, "$inc": {"attempts": 1}},
-                session=s)
+                {
+                    "$set": {
+                        "status": "IN_PROGRESS",
+                        "next_attempt_at": None,
+                        "dispatch": {"token": token},
+                    },
+                    "$inc": {"attempts": 1},
+                },
+                session=s,
+            )
             if res.modified_count < k:
                 missing = k - res.modified_count
                 await self.db["campaigns"].update_one(
                     {"_id": campaign_uuid},
                     {"$inc": {"stats.IN_PROGRESS": -missing, "stats.PENDING": missing}},
-                    session=s)
-            return [d["_id"] async for d in self.db["calls"].find(
-                {"_id": {"$in": call_uuids}, "dispatch.token": token}, {"_id": 1}, session=s)]
+                    session=s,
+                )
+            return [
+                d["_id"]
+                async for d in self.db["calls"].find(
+                    {"_id": {"$in": call_uuids}, "dispatch.token": token}, {"_id": 1}, session=s
+                )
+            ]
 
         return await in_transaction(self.db, work)
 
@@ -174,19 +211,27 @@ class Api:
         async def work(s: AsyncClientSession) -> None:
             doc = await self.db["calls"].find_one_and_update(
                 {"_id": call_uuid, "status": "IN_PROGRESS"},
-                {"$set": {"status": status, "dispatch": None}}, session=s)
+                {"$set": {"status": status, "dispatch": None}},
+                session=s,
+            )
             assert doc is not None
             await self.db["campaigns"].update_one(
                 {"_id": doc["campaign_uuid"]},
-                {"$inc": {"stats.IN_PROGRESS": -1, f"stats.{status}": 1}}, session=s)
+                {"$inc": {"stats.IN_PROGRESS": -1, f"stats.{status}": 1}},
+                session=s,
+            )
 
         await in_transaction(self.db, work)
 
 
 @asynccontextmanager
 async def running_api(
-    servers: Servers, db: Database, amqp_prefix: str, *,
-    max_body_bytes: int = 64 * 1024 * 1024, key_cache_seconds: float = 2.0,
+    servers: Servers,
+    db: Database,
+    amqp_prefix: str,
+    *,
+    max_body_bytes: int = 64 * 1024 * 1024,
+    key_cache_seconds: float = 2.0,
 ) -> AsyncIterator[Api]:
     """The API app on a test server, with keys for two firms and an inactive one."""
     connection = await connect(servers.amqp_url, "test-api")
@@ -195,8 +240,9 @@ async def running_api(
         publisher = await open_publisher(connection, names)
         events = EventTap()
         await events.start(connection, names.events)
-        service = CampaignService(db, publisher, ScaledClock(),
-                                  default_firm_max_speed=DEFAULT_MAX_SPEED)
+        service = CampaignService(
+            db, publisher, ScaledClock(), default_firm_max_speed=DEFAULT_MAX_SPEED
+        )
         repo = ApiKeyRepository(db)
         now = datetime.now(UTC)
         keys = {}
@@ -207,7 +253,8 @@ async def running_api(
                 await repo.deactivate(key.key_id, now)
         keys["unknown"] = "dk_this-key-does-not-exist"
         app = create_app(
-            service, KeyAuthenticator(repo, key_cache_seconds),
+            service,
+            KeyAuthenticator(repo, key_cache_seconds),
             DependencyHealth(db, lambda: not connection.is_closed),
             max_body_bytes=max_body_bytes,
         )
@@ -221,13 +268,5 @@ async def running_api(
         await connection.close()
 
 
-@pytest.fixture
-async def api(servers: Servers, mongo_db: Database, amqp_prefix: str) -> AsyncIterator[Api]:
-    async with running_api(servers, mongo_db, amqp_prefix) as running:
-        yield running
-
-
 def documented_example() -> dict[str, Any]:
     return json.loads(json.dumps(DOCUMENTED_EXAMPLE))  # type: ignore[no-any-return]
-
-

@@ -55,8 +55,14 @@ def test_documented_example_validates_verbatim() -> None:
 
 def test_defaults() -> None:
     req = CreateCampaignRequest.model_validate_json(
-        body(retry=..., speed=..., retry_interval=..., day_unique=..., transfer_next_day=...,
-             allow_dynamic_call_appending=...)
+        body(
+            retry=...,
+            speed=...,
+            retry_interval=...,
+            day_unique=...,
+            transfer_next_day=...,
+            allow_dynamic_call_appending=...,
+        )
     )
     assert (req.retry, req.speed, req.retry_interval, req.day_unique) == (0, 1, 30, None)
     assert not req.transfer_next_day and not req.allow_dynamic_call_appending
@@ -124,8 +130,9 @@ def test_record_errors_carry_the_index(rec: dict[str, Any], field: str) -> None:
 
 
 def test_phone_and_language_are_normalised() -> None:
-    req = AppendRecordsRequest.model_validate_json(json.dumps({"call_records": [
-        record(phone_number="+7 (701) 234-56-78", language="kk")]}))
+    req = AppendRecordsRequest.model_validate_json(
+        json.dumps({"call_records": [record(phone_number="+7 (701) 234-56-78", language="kk")]})
+    )
     assert req.call_records[0].phone_number == "+77012345678"
     assert req.call_records[0].language == "KK"
 
@@ -134,25 +141,36 @@ def test_every_problem_is_listed() -> None:
     records = [record(phone_number="1"), record(language="1"), record(gender_voice="x")]
     with pytest.raises(ValidationError) as exc:
         AppendRecordsRequest.model_validate_json(json.dumps({"call_records": records}))
-    assert set(locs(exc)) == {("call_records", 0, "phone_number"),
-                              ("call_records", 1, "language"),
-                              ("call_records", 2, "gender_voice")}
+    assert set(locs(exc)) == {
+        ("call_records", 0, "phone_number"),
+        ("call_records", 1, "language"),
+        ("call_records", 2, "gender_voice"),
+    }
 
 
 def test_list_query_bounds_are_refused_not_clamped() -> None:
     assert ListCallsQuery.model_validate({}).per_page == 20
     q = ListCallsQuery.model_validate({"page": "3", "per_page": "100"})
     assert (q.page, q.per_page, q.skip) == (3, 100, 200)
-    for bad in ({"page": "0"}, {"per_page": "101"}, {"per_page": "0"}, {"page": "x"},
-                {"pagee": "1"}):
+    for bad in (
+        {"page": "0"},
+        {"per_page": "101"},
+        {"per_page": "0"},
+        {"page": "x"},
+        {"pagee": "1"},
+    ):
         with pytest.raises(ValidationError):
             ListCallsQuery.model_validate(bad)
 
 
 @pytest.mark.parametrize(
     ("raw", "day"),
-    [("2026-01-15", "2026-01-15"), ("2026-01-15T23:30:00Z", "2026-01-15"),
-     ("2026-01-15T01:00:00+03:00", "2026-01-14"), ("2026-01-15T10:00:00", "2026-01-15")],
+    [
+        ("2026-01-15", "2026-01-15"),
+        ("2026-01-15T23:30:00Z", "2026-01-15"),
+        ("2026-01-15T01:00:00+03:00", "2026-01-14"),
+        ("2026-01-15T10:00:00", "2026-01-15"),
+    ],
 )
 def test_date_filter_is_a_utc_day(raw: str, day: str) -> None:
     assert DetailsQuery.model_validate({"date": raw}).date == day
@@ -161,8 +179,12 @@ def test_date_filter_is_a_utc_day(raw: str, day: str) -> None:
 def test_details_query_validates_filters() -> None:
     q = DetailsQuery.model_validate({"status": "IN_PROGRESS", "phone_number": "77012345678"})
     assert q.status == "IN_PROGRESS" and q.phone_number == "+77012345678"
-    for bad in ({"status": "DONE"}, {"phone_number": "abc"}, {"call_uuid": "x"},
-                {"date": "yesterday"}):
+    for bad in (
+        {"status": "DONE"},
+        {"phone_number": "abc"},
+        {"call_uuid": "x"},
+        {"date": "yesterday"},
+    ):
         with pytest.raises(ValidationError):
             DetailsQuery.model_validate(bad)
 
@@ -171,9 +193,19 @@ def test_datetimes_serialize_as_iso_z_with_milliseconds() -> None:
     at = datetime(2026, 1, 15, 9, 0, 0, 123456, tzinfo=UTC)
     assert iso_z(at) == "2026-01-15T09:00:00.123Z"
     campaign = Campaign(
-        uuid="u", call_campaign_name="n", start_at=at, end_at=at, retry=0, speed=1,
-        retry_interval=30, day_unique=None, transfer_next_day=False,
-        allow_dynamic_call_appending=False, status="PENDING", created_at=at, updated_at=at,
+        uuid="u",
+        call_campaign_name="n",
+        start_at=at,
+        end_at=at,
+        retry=0,
+        speed=1,
+        retry_interval=30,
+        day_unique=None,
+        transfer_next_day=False,
+        allow_dynamic_call_appending=False,
+        status="PENDING",
+        created_at=at,
+        updated_at=at,
         stats=CampaignStats(),
     )
     dumped = json.loads(campaign.model_dump_json())
