@@ -89,8 +89,8 @@ def from_validation_error(exc: ValidationError, where: str) -> ValidationFailed:
         ErrorDetail((where, *err["loc"]), _message(err["type"], err["msg"]))
         for err in exc.errors(include_url=False, include_input=False, include_context=False)
     ]
-    noun = "request body" if where == "body" else f"{where} parameters"
-    return ValidationFailed(f"the {noun} is invalid ({len(details)} problem(s))", details)
+    what = "the request body is" if where == "body" else f"the {where} parameters are"
+    return ValidationFailed(f"{what} invalid ({len(details)} problem(s))", details)
 
 
 def _message(error_type: str, msg: str) -> str:

@@ -44,7 +44,7 @@ def run(settings: ApiSettings) -> int:
                 ),
                 max_body_bytes=settings.api_max_body_bytes,
             )
-            runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.drain_seconds)
+            runner = web.AppRunner(app, access_log=None)  # drains requests in flight (60 s)
             await runner.setup()
             site = web.TCPSite(runner, settings.api_host, settings.api_port)
             await site.start()

@@ -79,6 +79,7 @@ async def test_documented_example_posted_verbatim_is_created(api: Api) -> None:
     assert call["dedup_key"].endswith("|+77012345678")
     [event] = await api.events.wait_for("campaign.created", body["uuid"])
     assert event.firm_id == "firm-a" and event.data["call_records_added"] == 1
+    assert event.schema_version == 1 and event.message_id and event.occurred_at.tzinfo
 
 
 async def test_create_stores_calls_pages_stats_and_drops_same_day_duplicates(api: Api) -> None:
