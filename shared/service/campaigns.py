@@ -106,7 +106,9 @@ class CampaignService:
     async def create(self, firm_id: str, req: CreateCampaignRequest) -> CreateCampaignResponse:
         """Store the calls, then the campaign document (the commit point); publish."""
         now = self.clock.now()
-        limit = await self.campaigns.firm_max_speed(firm_id) or self.default_firm_max_speed
+        limit = await self.campaigns.firm_max_speed(firm_id)
+        if limit is None:
+            limit = self.default_firm_max_speed
         if req.speed > limit:
             raise ValidationFailed(
                 "speed exceeds the firm's concurrency limit",
@@ -283,7 +285,7 @@ class CampaignService:
             raise Conflict(
                 f"{len(out.in_progress)} call(s) of {phone} are in progress; nothing was deleted"
             )
-        await self.publisher_events(
+        await self._publish_all(
             [
                 self._envelope(
                     CALL_DELETED,
@@ -449,9 +451,9 @@ class CampaignService:
     async def _publish(
         self, type_: str, firm_id: str, campaign_uuid: str, now: datetime, data: dict[str, Any]
     ) -> None:
-        await self.publisher_events([self._envelope(type_, firm_id, campaign_uuid, now, data)])
+        await self._publish_all([self._envelope(type_, firm_id, campaign_uuid, now, data)])
 
-    async def publisher_events(self, envelopes: Sequence[Envelope]) -> None:
+    async def _publish_all(self, envelopes: Sequence[Envelope]) -> None:
         """Publish after the write. The write is committed: a broker failure is logged, not
         raised, so a client never retries (and duplicates) a change that already happened."""
         if not envelopes:
