@@ -28,49 +28,69 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     api = sub.add_parser(
-        "api", help="serve the HTTP API", description="Serve the Call Campaigns HTTP API "
-        "(/api/v1/...), /health and the OpenAPI document.", epilog=ENV_NOTE
+        "api",
+        help="serve the HTTP API",
+        description="Serve the Call Campaigns HTTP API "
+        "(/api/v1/...), /health and the OpenAPI document.",
+        epilog=ENV_NOTE,
     )
     api.add_argument("--host", help="listen address (default: API_HOST or 127.0.0.1)")
     api.add_argument("--port", type=int, help="listen port (default: API_PORT or 8080)")
 
     sub.add_parser(
-        "scheduler", help="run a scheduler process",
+        "scheduler",
+        help="run a scheduler process",
         description="Run a scheduler: takes leases on campaigns, dispatches due calls as dial "
         "commands within each campaign's speed and calling window, and persists results. "
-        "Run any number of them.", epilog=ENV_NOTE,
+        "Run any number of them.",
+        epilog=ENV_NOTE,
     )
     worker = sub.add_parser(
-        "worker", help="run a dialer worker process",
+        "worker",
+        help="run a dialer worker process",
         description="Run a dialer worker: consumes dial commands, places calls through the "
         "telephony provider (TELEPHONY_PROVIDER, default: simulated) and reports results. "
-        "Run any number of them.", epilog=ENV_NOTE,
+        "Run any number of them.",
+        epilog=ENV_NOTE,
     )
     worker.add_argument(
         "--concurrency", type=int, help="calls placed at once (default: WORKER_CONCURRENCY or 100)"
     )
 
     keys = sub.add_parser(
-        "keys", help="manage API keys", description="Create, list and deactivate API keys. "
-        "Keys are stored hashed; the clear key is printed once, at creation.", epilog=ENV_NOTE,
+        "keys",
+        help="manage API keys",
+        description="Create, list and deactivate API keys. "
+        "Keys are stored hashed; the clear key is printed once, at creation.",
+        epilog=ENV_NOTE,
     )
     ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    kc = ksub.add_parser("create", help="create a key for a firm",
-                         description="Create an API key for FIRM and print its id and the "
-                         "clear key (shown only this once).")
+    kc = ksub.add_parser(
+        "create",
+        help="create a key for a firm",
+        description="Create an API key for FIRM and print its id and the "
+        "clear key (shown only this once).",
+    )
     kc.add_argument("--firm", required=True, help="firm the key belongs to")
-    kc.add_argument("--json", action="store_true",
-                    help='print one JSON object {"key_id", "key", "firm"}')
-    kl = ksub.add_parser("list", help="list keys (never the clear key)",
-                         description="List every key: id, firm, active flag, creation time.")
+    kc.add_argument(
+        "--json", action="store_true", help='print one JSON object {"key_id", "key", "firm"}'
+    )
+    kl = ksub.add_parser(
+        "list",
+        help="list keys (never the clear key)",
+        description="List every key: id, firm, active flag, creation time.",
+    )
     kl.add_argument("--json", action="store_true", help="print a JSON array")
-    kd = ksub.add_parser("deactivate", help="deactivate a key",
-                         description="Deactivate KEY_ID: requests with it answer 403 within "
-                         "API_KEY_CACHE_SECONDS.")
+    kd = ksub.add_parser(
+        "deactivate",
+        help="deactivate a key",
+        description="Deactivate KEY_ID: requests with it answer 403 within API_KEY_CACHE_SECONDS.",
+    )
     kd.add_argument("key_id", metavar="KEY_ID")
 
     stack = sub.add_parser(
-        "stack", help="run the whole stack in the foreground (what `make run` does)",
+        "stack",
+        help="run the whole stack in the foreground (what `make run` does)",
         description="Start the embedded MongoDB-compatible server (unless MONGODB_URL is set), "
         "the API, schedulers and dialer workers; create a development API key; print the API "
         "address, the key and a ready-to-paste curl. Ctrl-C stops everything it started.",
@@ -78,9 +98,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     stack.add_argument("--schedulers", type=int, default=1, help="scheduler processes (1)")
     stack.add_argument("--workers", type=int, default=1, help="dialer worker processes (1)")
-    stack.add_argument("--port", type=int, default=None, help="API port (default: API_PORT or 8080)")
-    stack.add_argument("--mongo-port", type=int, default=27017,
-                       help="port of the embedded MongoDB-compatible server (27017)")
+    stack.add_argument(
+        "--port", type=int, default=None, help="API port (default: API_PORT or 8080)"
+    )
+    stack.add_argument(
+        "--mongo-port",
+        type=int,
+        default=27017,
+        help="port of the embedded MongoDB-compatible server (27017)",
+    )
     return p
 
 
@@ -135,19 +161,33 @@ async def _keys(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps({"key_id": key.key_id, "key": clear, "firm": key.firm_id}))
             else:
-                print(f"key id: {key.key_id}\nfirm:   {key.firm_id}\nkey:    {clear}\n"
-                      "(the key is shown only now; store it safely)")
+                print(
+                    f"key id: {key.key_id}\nfirm:   {key.firm_id}\nkey:    {clear}\n"
+                    "(the key is shown only now; store it safely)"
+                )
             return 0
         if args.keys_command == "list":
             keys = await repo.list()
             if args.json:
-                print(json.dumps([{"key_id": k.key_id, "firm": k.firm_id, "active": k.active,
-                                   "created_at": k.created_at.isoformat()} for k in keys]))
+                print(
+                    json.dumps(
+                        [
+                            {
+                                "key_id": k.key_id,
+                                "firm": k.firm_id,
+                                "active": k.active,
+                                "created_at": k.created_at.isoformat(),
+                            }
+                            for k in keys
+                        ]
+                    )
+                )
             else:
                 print(f"{'KEY ID':<18} {'FIRM':<24} {'ACTIVE':<7} CREATED")
                 for k in keys:
-                    print(f"{k.key_id:<18} {k.firm_id:<24} {k.active!s:<7} "
-                          f"{k.created_at.isoformat()}")
+                    print(
+                        f"{k.key_id:<18} {k.firm_id:<24} {k.active!s:<7} {k.created_at.isoformat()}"
+                    )
             return 0
         if await repo.deactivate(args.key_id, wall_now()):
             print(f"deactivated {args.key_id}")

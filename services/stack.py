@@ -29,7 +29,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_port(
+    host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -58,9 +60,20 @@ class EmbeddedMongo:
     def start(self, timeout: float = 60.0) -> None:
         exe = shutil.which("secantusd-py") or str(Path(sys.executable).parent / "secantusd-py")
         self.proc = subprocess.Popen(
-            [exe, "--host", "127.0.0.1", "--port", str(self.port),
-             "--storage-path", self.storage, "--log-level", "WARNING"],
-            stdout=self.log_file, stderr=self.log_file, start_new_session=True,
+            [
+                exe,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--storage-path",
+                self.storage,
+                "--log-level",
+                "WARNING",
+            ],
+            stdout=self.log_file,
+            stderr=self.log_file,
+            start_new_session=True,
         )
         wait_port("127.0.0.1", self.port, timeout, self.proc)
 
@@ -89,12 +102,18 @@ def _dev_key(env: dict[str, str]) -> str:
     dialer = str(Path(sys.executable).parent / "dialer")
     if keyfile.exists():
         saved = json.loads(keyfile.read_text())
-        listed = subprocess.run([dialer, "keys", "list", "--json"], env=env, check=True,
-                                capture_output=True, text=True)
+        listed = subprocess.run(
+            [dialer, "keys", "list", "--json"], env=env, check=True, capture_output=True, text=True
+        )
         if any(k["key_id"] == saved["key_id"] and k["active"] for k in json.loads(listed.stdout)):
             return str(saved["key"])
-    out = subprocess.run([dialer, "keys", "create", "--firm", "dev", "--json"], env=env,
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [dialer, "keys", "create", "--firm", "dev", "--json"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     keyfile.write_text(out.stdout)
     keyfile.chmod(0o600)
     return str(json.loads(out.stdout)["key"])
@@ -128,8 +147,11 @@ def run_stack(args: argparse.Namespace) -> int:
     try:
         if not env.get("MONGODB_URL"):
             if _port_open(args.mongo_port):
-                print(f"[stack] something already listens on {args.mongo_port}; set MONGODB_URL "
-                      "or --mongo-port", file=sys.stderr)
+                print(
+                    f"[stack] something already listens on {args.mongo_port}; set MONGODB_URL "
+                    "or --mongo-port",
+                    file=sys.stderr,
+                )
                 return 1
             mongo = EmbeddedMongo(args.mongo_port, str(VAR / "secantus-data"), logs)
             mongo.start()
@@ -152,14 +174,22 @@ def run_stack(args: argparse.Namespace) -> int:
         print(f"  API:      http://{host}:{port}/api/v1  (docs: http://{host}:{port}/api/v1/docs)")
         print(f"  API key:  {key}  (firm 'dev'; kept in .var/dev-key.json)")
         print("  Create a campaign:\n")
-        print(CURL.format(host=host, port=port, key=key,
-                          start=now.isoformat().replace("+00:00", "Z"),
-                          end=(now + timedelta(hours=8)).isoformat().replace("+00:00", "Z")))
+        print(
+            CURL.format(
+                host=host,
+                port=port,
+                key=key,
+                start=now.isoformat().replace("+00:00", "Z"),
+                end=(now + timedelta(hours=8)).isoformat().replace("+00:00", "Z"),
+            )
+        )
         print(flush=True)
         while not stopping:
             for name, proc in procs:
                 if proc.poll() is not None:
-                    print(f"[stack] {name} exited with {proc.returncode}; stopping", file=sys.stderr)
+                    print(
+                        f"[stack] {name} exited with {proc.returncode}; stopping", file=sys.stderr
+                    )
                     stopping = True
             time.sleep(0.2)
         return 0

@@ -40,6 +40,9 @@ class CommonSettings(BaseSettings):
         None, description="campaign time at clock_origin (default: clock_origin itself)"
     )
     metrics_port: int | None = Field(None, description="port of the Prometheus /metrics listener")
+    drain_seconds: float = Field(
+        120.0, gt=0, description="on SIGTERM, how long work in flight may take to finish"
+    )
 
 
 class ApiSettings(CommonSettings):
@@ -59,15 +62,18 @@ class ApiSettings(CommonSettings):
 class SchedulerSettings(CommonSettings):
     scheduler_id: str | None = Field(None, description="process id in leases (default: host:pid)")
     lease_seconds: float = Field(
-        10.0, gt=0, description="campaign lease length (wall seconds); a dead scheduler's "
-        "campaigns are taken over after it"
+        10.0,
+        gt=0,
+        description="campaign lease length (wall seconds); a dead scheduler's "
+        "campaigns are taken over after it",
     )
     scheduler_tick_seconds: float = Field(
         1.0, gt=0, description="safety re-check of every owned campaign (wall seconds)"
     )
     attempt_lease_seconds: float = Field(
-        600.0, gt=0, description="campaign seconds after which an unreported attempt is "
-        "recovered as FAILED"
+        600.0,
+        gt=0,
+        description="campaign seconds after which an unreported attempt is recovered as FAILED",
     )
     result_batch_size: int = Field(200, ge=1, description="results persisted per bulk write")
 
@@ -78,9 +84,7 @@ class WorkerSettings(CommonSettings):
     sim_answer_ratio: float = Field(0.6, ge=0, le=1, description="simulated: share answered")
     sim_busy_ratio: float = Field(0.1, ge=0, le=1, description="simulated: share busy")
     sim_failure_ratio: float = Field(0.05, ge=0, le=1, description="simulated: share failed")
-    sim_ring_seconds: float = Field(
-        8.0, ge=0, description="simulated: campaign seconds of ringing"
-    )
+    sim_ring_seconds: float = Field(8.0, ge=0, description="simulated: campaign seconds of ringing")
     sim_talk_seconds: float = Field(
         60.0, ge=0, description="simulated: campaign seconds of talk when answered"
     )

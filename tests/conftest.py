@@ -53,8 +53,10 @@ def servers() -> Iterator[Servers]:
 
             rabbit = RabbitMqContainer("rabbitmq:3.13-management").start()
             stack.append(rabbit)
-            amqp_url = (f"amqp://guest:guest@{rabbit.get_container_host_ip()}:"
-                        f"{rabbit.get_exposed_port(5672)}/")
+            amqp_url = (
+                f"amqp://guest:guest@{rabbit.get_container_host_ip()}:"
+                f"{rabbit.get_exposed_port(5672)}/"
+            )
         else:
             amqp_url = "amqp://guest:guest@127.0.0.1:5672/"
     if not mongodb_url:

@@ -41,9 +41,7 @@ class Publisher:
         await asyncio.gather(*(self.work(routing_key, e) for e in envelopes))
 
 
-async def open_publisher(
-    connection: AbstractRobustConnection, names: Names
-) -> Publisher:
+async def open_publisher(connection: AbstractRobustConnection, names: Names) -> Publisher:
     channel = await connection.channel(publisher_confirms=True)
     topology = await declare(channel, names)
     return Publisher(channel, topology)  # type: ignore[arg-type]

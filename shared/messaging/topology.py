@@ -82,9 +82,7 @@ def _work_queue_args(names: Names) -> dict[str, object]:
 
 async def declare(channel: AbstractChannel, names: Names) -> Topology:
     """Declare everything (idempotent: same arguments every time)."""
-    events = await channel.declare_exchange(
-        names.events, aio_pika.ExchangeType.TOPIC, durable=True
-    )
+    events = await channel.declare_exchange(names.events, aio_pika.ExchangeType.TOPIC, durable=True)
     work = await channel.declare_exchange(names.work, aio_pika.ExchangeType.DIRECT, durable=True)
     dlx = await channel.declare_exchange(names.dlx, aio_pika.ExchangeType.FANOUT, durable=True)
     dead = await channel.declare_queue(
@@ -104,5 +102,6 @@ async def declare(channel: AbstractChannel, names: Names) -> Topology:
     )
     for pattern in ("campaign.created.*", "campaign.appended.*"):
         await campaigns.bind(events, routing_key=pattern)
-    return Topology(events=events, work=work, dial=dial, results=results, campaigns=campaigns,
-                    dead=dead)
+    return Topology(
+        events=events, work=work, dial=dial, results=results, campaigns=campaigns, dead=dead
+    )

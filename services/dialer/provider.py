@@ -1,0 +1,140 @@
+"""Telephony provider port and the simulated provider (the default).
+
+Magic numbers fix the outcome of a call, whatever the configured mix, by the last
+four digits of the E.164 number (all attempts unless noted):
+
+| ends in | outcome |
+|---|---|
+| 0001 | ANSWERED |
+| 0002 | NO_ANSWER |
+| 0003 | BUSY |
+| 0004 | FAILED (provider error) |
+| 0005 | NO_ANSWER on the first attempt, ANSWERED on later ones |
+| 0006 | BUSY on every attempt but the last possible one (attempt 11), so retries are exercised |
+
+Any other number gets an outcome drawn from the configured mix
+(SIM_ANSWER_RATIO, SIM_BUSY_RATIO, SIM_FAILURE_RATIO; the rest NO_ANSWER), the
+draw being a function of (call uuid, attempt, SIM_SEED) so reruns are repeatable.
+Every attempt is recorded in the MongoDB collection ``sim_dials``
+(call_uuid, attempt, campaign_uuid, phone_number, started_at, answered_at, ended_at,
+outcome, worker), where tests and users can read it; duplicates would show there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any, Protocol
+
+from shared.clock import ScaledClock
+from shared.config import WorkerSettings
+from shared.domain.messages import AttemptResult, DialCommand
+from shared.domain.status import Outcome
+from shared.storage.mongo import Database
+
+MAGIC: dict[str, Outcome] = {
+    "0001": Outcome.ANSWERED,
+    "0002": Outcome.NO_ANSWER,
+    "0003": Outcome.BUSY,
+    "0004": Outcome.FAILED,
+}
+
+
+class TelephonyProvider(Protocol):
+    async def dial(self, command: DialCommand) -> AttemptResult:
+        """Place one attempt and return when it has ended."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def magic_outcome(phone: str, attempt: int) -> Outcome | None:
+    suffix = phone[-4:]
+    if suffix in MAGIC:
+        return MAGIC[suffix]
+    if suffix == "0005":
+        return Outcome.NO_ANSWER if attempt == 1 else Outcome.ANSWERED
+    if suffix == "0006":
+        return Outcome.ANSWERED if attempt >= 11 else Outcome.BUSY
+    return None
+
+
+class SimulatedProvider:
+    """Rings for ``sim_ring_seconds`` then talks ``sim_talk_seconds`` (campaign time)."""
+
+    def __init__(self, settings: WorkerSettings, clock: ScaledClock, db: Database, worker: str):
+        self.settings = settings
+        self.clock = clock
+        self.log = db["sim_dials"]
+        self.worker = worker
+
+    def _draw(self, command: DialCommand) -> Outcome:
+        fixed = magic_outcome(command.phone_number, command.attempt)
+        if fixed is not None:
+            return fixed
+        seed = f"{command.call_uuid}:{command.attempt}:{self.settings.sim_seed}"
+        x = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big") / 2**64
+        s = self.settings
+        if x < s.sim_answer_ratio:
+            return Outcome.ANSWERED
+        if x < s.sim_answer_ratio + s.sim_busy_ratio:
+            return Outcome.BUSY
+        if x < s.sim_answer_ratio + s.sim_busy_ratio + s.sim_failure_ratio:
+            return Outcome.FAILED
+        return Outcome.NO_ANSWER
+
+    async def dial(self, command: DialCommand) -> AttemptResult:
+        outcome = self._draw(command)
+        started = self.clock.now()
+        if command.not_after is not None and started >= command.not_after:
+            return AttemptResult(
+                call_uuid=command.call_uuid,
+                campaign_uuid=command.campaign_uuid,
+                attempt=command.attempt,
+                outcome=Outcome.FAILED,
+                started_at=started,
+                ended_at=started,
+                provider={"reason": "calling window closed before dialing"},
+                dialed=False,
+            )
+        answered: datetime | None = None
+        provider: dict[str, Any] = {"provider": "simulated", "worker": self.worker}
+        if outcome is Outcome.FAILED:
+            provider["error"] = "simulated network error"
+        else:
+            await self.clock.sleep(self.settings.sim_ring_seconds)
+        if outcome is Outcome.ANSWERED:
+            answered = self.clock.now()
+            await self.clock.sleep(self.settings.sim_talk_seconds)
+        ended = self.clock.now()
+        result = AttemptResult(
+            call_uuid=command.call_uuid,
+            campaign_uuid=command.campaign_uuid,
+            attempt=command.attempt,
+            outcome=outcome,
+            started_at=started,
+            answered_at=answered,
+            ended_at=ended,
+            provider=provider,
+        )
+        await self._record(command, result)
+        return result
+
+    async def _record(self, command: DialCommand, result: AttemptResult) -> None:
+        """Written before the result is reported, so the log never misses an attempt."""
+        await self.log.insert_one(
+            {
+                "call_uuid": command.call_uuid,
+                "attempt": command.attempt,
+                "campaign_uuid": command.campaign_uuid,
+                "phone_number": command.phone_number,
+                "started_at": result.started_at,
+                "answered_at": result.answered_at,
+                "ended_at": result.ended_at,
+                "outcome": result.outcome.value,
+                "worker": self.worker,
+            }
+        )
+
+    async def close(self) -> None:
+        return None

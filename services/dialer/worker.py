@@ -1,0 +1,93 @@
+"""The dial-command handler: exactly one dial per (call, attempt), then report the result."""
+
+from __future__ import annotations
+
+import structlog
+from aio_pika.abc import AbstractIncomingMessage
+from pydantic import ValidationError
+from pymongo.errors import DuplicateKeyError
+
+from services.dialer.provider import TelephonyProvider
+from shared.clock import ScaledClock
+from shared.domain.messages import ATTEMPT_RESULT, AttemptResult, DialCommand
+from shared.messaging.connection import Publisher
+from shared.messaging.consumer import Reject
+from shared.messaging.envelope import Envelope
+from shared.messaging.topology import RESULT_KEY
+from shared.storage.mongo import Database
+
+log = structlog.get_logger(__name__)
+
+
+class DialHandler:
+    def __init__(
+        self,
+        db: Database,
+        publisher: Publisher,
+        provider: TelephonyProvider,
+        clock: ScaledClock,
+        worker_id: str,
+    ) -> None:
+        self.attempts = db["dial_attempts"]
+        self.publisher = publisher
+        self.provider = provider
+        self.clock = clock
+        self.worker_id = worker_id
+
+    async def __call__(self, message: AbstractIncomingMessage) -> None:
+        try:
+            envelope = Envelope.from_body(message.body)
+            command = DialCommand.model_validate(envelope.data)
+        except (ValueError, ValidationError) as exc:
+            raise Reject(f"malformed dial command: {exc}") from exc
+        with structlog.contextvars.bound_contextvars(
+            campaign_uuid=command.campaign_uuid,
+            call_uuid=command.call_uuid,
+            firm_id=command.firm_id,
+            attempt=command.attempt,
+        ):
+            await self.handle(command, envelope.firm_id)
+
+    async def handle(self, command: DialCommand, firm_id: str | None) -> None:
+        # The claim on (call, attempt) is stored before dialing: a redelivered command
+        # (or one published twice) finds it and is dropped, so an attempt is dialed once.
+        try:
+            await self.attempts.insert_one(
+                {
+                    "_id": f"{command.call_uuid}:{command.attempt}",
+                    "worker": self.worker_id,
+                    "claimed_at": self.clock.now(),
+                }
+            )
+        except DuplicateKeyError:
+            log.warning("duplicate dial command dropped")
+            return
+        now = self.clock.now()
+        await self.publisher.event(
+            Envelope(
+                type="call.started",
+                occurred_at=now,
+                firm_id=firm_id,
+                campaign_uuid=command.campaign_uuid,
+                data={
+                    "call_uuid": command.call_uuid,
+                    "attempt": command.attempt,
+                    "phone_number": command.phone_number,
+                },
+            )
+        )
+        result = await self.provider.dial(command)
+        await self._report(result, firm_id)
+        log.info("attempt ended", outcome=result.outcome.value)
+
+    async def _report(self, result: AttemptResult, firm_id: str | None) -> None:
+        await self.publisher.work(
+            RESULT_KEY,
+            Envelope(
+                type=ATTEMPT_RESULT,
+                occurred_at=result.ended_at,
+                firm_id=firm_id,
+                campaign_uuid=result.campaign_uuid,
+                data=result.model_dump(mode="json"),
+            ),
+        )

@@ -1,0 +1,257 @@
+"""One campaign's dispatch loop, run by the scheduler that holds its lease.
+
+The loop sleeps until something can change what it should do: a finished call (a
+slot is free), appended records, a retry or the window coming due, or the safety
+tick. Each step reads the campaign document once, fills free slots with a claim
+transaction, and moves the campaign through its statuses. The concurrency limit is
+enforced by the claim itself (a conditional ``$inc`` of ``stats.IN_PROGRESS``), so it
+holds globally even if two schedulers briefly believe they own the campaign.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from collections import deque
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from shared.clock import ScaledClock
+from shared.config import SchedulerSettings
+from shared.domain.messages import DIAL, DialCommand
+from shared.domain.status import FINAL_CAMPAIGN_STATUSES, CallStatus, CampaignStatus
+from shared.messaging.connection import Publisher
+from shared.messaging.envelope import Envelope
+from shared.messaging.topology import DIAL_KEY
+from shared.storage.engine import EngineStore, lost_attempt, window_of
+from shared.storage.mongo import Document
+
+log = structlog.get_logger(__name__)
+
+#: Calls read per bounded ``seq`` range when looking for first attempts.
+SCAN_BLOCK = 256
+
+
+class CampaignRunner:
+    def __init__(
+        self,
+        campaign_uuid: str,
+        store: EngineStore,
+        publisher: Publisher,
+        clock: ScaledClock,
+        settings: SchedulerSettings,
+        settle: Any,
+    ) -> None:
+        self.campaign_uuid = campaign_uuid
+        self.store = store
+        self.publisher = publisher
+        self.clock = clock
+        self.settings = settings
+        self.settle = settle  # async (results) -> None, the scheduler's result path
+        self._wake = asyncio.Event()
+        self._timers: list[datetime] = []
+        self._cursor = 0  # first-attempt scan position (seq)
+        self._firsts: deque[Document] = deque()  # read, PENDING, not yet claimed
+        self._carried_for: datetime | None = None
+        self._last_recovery = 0.0
+
+    def wake(self, at: datetime | None = None) -> None:
+        """Re-check now, or at campaign time ``at``."""
+        if at is not None and at > self.clock.now():
+            heapq.heappush(self._timers, at)
+        else:
+            self._wake.set()
+
+    async def run(self) -> None:
+        with structlog.contextvars.bound_contextvars(campaign_uuid=self.campaign_uuid):
+            while True:
+                try:
+                    due = await self.step()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("dispatch step failed; retrying")
+                    due = None
+                if due == "stop":
+                    return
+                await self._sleep(due if isinstance(due, datetime) else None)
+
+    async def _sleep(self, due: datetime | None) -> None:
+        now = self.clock.now()
+        while self._timers and self._timers[0] <= now:
+            heapq.heappop(self._timers)
+        wait = self.settings.scheduler_tick_seconds
+        for at in (due, self._timers[0] if self._timers else None):
+            if at is not None:
+                wait = min(wait, self.clock.wall_seconds((at - now).total_seconds()))
+        if wait > 0:
+            try:
+                await asyncio.wait_for(self._wake.wait(), wait)
+            except TimeoutError:
+                pass
+        self._wake.clear()
+
+    async def step(self) -> datetime | str | None:
+        campaign = await self.store.campaign(self.campaign_uuid)
+        if campaign is None or campaign["status"] in FINAL_CAMPAIGN_STATUSES:
+            return "stop"
+        now = self.clock.now()
+        window = window_of(campaign)
+        if campaign["status"] == CampaignStatus.PENDING:
+            if now < campaign["start_at"]:
+                return campaign["start_at"]
+            await self._set_status(campaign, CampaignStatus.PROCESSING, now)
+            campaign["status"] = CampaignStatus.PROCESSING.value
+        stats = campaign.get("stats", {})
+        await self._recover_lost(campaign, now)
+        due: datetime | None
+        if window.contains(now):
+            await self._dispatch(campaign, now)
+            due = window.closes_at(now)
+        elif window.has_ended(now):
+            if stats.get("PENDING", 0) > 0:
+                expired = await self.store.expire_pending(self.campaign_uuid, now)
+                log.info("window closed: pending calls expired", expired=expired)
+            due = None
+        else:
+            due = window.next_open(now)
+            if due is not None and stats.get("PENDING", 0) > 0 and self._carried_for != due:
+                moved = await self.store.carry_over(self.campaign_uuid, due, now)
+                self._carried_for = due
+                log.info("window closed: pending calls carried to the next day", moved=moved)
+        if await self._maybe_complete(window.contains(now), now):
+            return "stop"
+        return due
+
+    async def _maybe_complete(self, window_open: bool, now: datetime) -> bool:
+        campaign = await self.store.campaign(self.campaign_uuid)
+        if campaign is None or campaign["status"] != CampaignStatus.PROCESSING:
+            return campaign is None or campaign["status"] in FINAL_CAMPAIGN_STATUSES
+        stats = campaign.get("stats", {})
+        if stats.get("PENDING", 0) or stats.get("IN_PROGRESS", 0):
+            return False
+        if campaign["allow_dynamic_call_appending"] and window_open:
+            return False  # records may still be appended while the window is open
+        done = await self.store.set_status(
+            self.campaign_uuid,
+            CampaignStatus.PROCESSING,
+            CampaignStatus.COMPLETED,
+            now,
+            {"stats.PENDING": 0, "stats.IN_PROGRESS": 0},
+        )
+        if done:
+            await self._status_event(campaign, CampaignStatus.COMPLETED, now)
+            log.info("campaign completed", stats=stats)
+        return done
+
+    async def _set_status(self, campaign: Document, new: CampaignStatus, now: datetime) -> None:
+        old = CampaignStatus(campaign["status"])
+        if await self.store.set_status(self.campaign_uuid, old, new, now):
+            await self._status_event(campaign, new, now)
+
+    async def _status_event(self, campaign: Document, new: CampaignStatus, now: datetime) -> None:
+        await self.publisher.event(
+            Envelope(
+                type="campaign.status_changed",
+                occurred_at=now,
+                firm_id=campaign["firm_id"],
+                campaign_uuid=self.campaign_uuid,
+                data={"status": new.value},
+            )
+        )
+
+    # -- dispatch -------------------------------------------------------------------
+    async def _dispatch(self, campaign: Document, now: datetime) -> None:
+        free = campaign["speed"] - campaign.get("stats", {}).get("IN_PROGRESS", 0)
+        lease = timedelta(seconds=self.settings.attempt_lease_seconds)
+        while free > 0:
+            chosen = await self._candidates(campaign, now, free)
+            if not chosen:
+                return
+            ids = [c["_id"] for c in chosen]
+            claimed, reserved = await self.store.claim(campaign, ids, now, lease)
+            if reserved:  # claimed now, or no longer PENDING (deleted): done with them
+                chosen_ids = set(ids)
+                self._firsts = deque(d for d in self._firsts if d["_id"] not in chosen_ids)
+            else:
+                # No slot after all (the counter is the authority): re-read and retry.
+                fresh = await self.store.campaign(self.campaign_uuid)
+                if fresh is None or fresh["status"] != CampaignStatus.PROCESSING:
+                    return
+                campaign = fresh
+                free = campaign["speed"] - campaign.get("stats", {}).get("IN_PROGRESS", 0)
+                continue
+            if not claimed:
+                continue
+            await self._publish_dials(campaign, claimed, now)
+            free -= len(claimed)
+
+    async def _candidates(self, campaign: Document, now: datetime, free: int) -> list[Document]:
+        """Up to ``free`` due calls: retries and first attempts, by due time then order."""
+        retries = await self.store.due_retries(self.campaign_uuid, now, free)
+        next_seq = campaign.get("next_seq", 0)
+        while len(self._firsts) < free and self._cursor < next_seq:
+            block = await self.store.first_attempts(
+                self.campaign_uuid, self._cursor, self._cursor + SCAN_BLOCK
+            )
+            self._cursor += SCAN_BLOCK
+            self._firsts.extend(
+                d for d in block if d["status"] == CallStatus.PENDING and d["attempts"] == 0
+            )
+        firsts = [d for d in self._firsts if d["next_attempt_at"] and d["next_attempt_at"] <= now]
+        merged = sorted(retries + firsts[:free], key=lambda d: (d["next_attempt_at"], d["seq"]))
+        return merged[:free]
+
+    async def _publish_dials(
+        self, campaign: Document, calls: list[Document], now: datetime
+    ) -> None:
+        firm = campaign["firm_id"]
+        commands = [
+            Envelope(
+                type=DIAL,
+                occurred_at=now,
+                firm_id=firm,
+                campaign_uuid=self.campaign_uuid,
+                data=DialCommand(
+                    call_uuid=c["_id"],
+                    campaign_uuid=self.campaign_uuid,
+                    firm_id=firm,
+                    attempt=c["attempts"],
+                    phone_number=c["phone_number"],
+                    language=c["language"],
+                    gender_voice=c["gender_voice"],
+                    agent_name=c["agent_name"],
+                    variables=c.get("variables") or {},
+                    not_after=window_of(campaign).closes_at(now),
+                ).model_dump(mode="json"),
+            )
+            for c in calls
+        ]
+        events = [
+            Envelope(
+                type="call.dispatched",
+                occurred_at=now,
+                firm_id=firm,
+                campaign_uuid=self.campaign_uuid,
+                data={"call_uuid": c["_id"], "attempt": c["attempts"]},
+            )
+            for c in calls
+        ]
+        await asyncio.gather(
+            self.publisher.works(DIAL_KEY, commands), self.publisher.events(events)
+        )
+
+    async def _recover_lost(self, campaign: Document, now: datetime) -> None:
+        """Attempts whose worker never reported within the attempt lease: FAILED, retried."""
+        loop_now = asyncio.get_running_loop().time()
+        if loop_now - self._last_recovery < self.settings.scheduler_tick_seconds:
+            return
+        self._last_recovery = loop_now
+        if not campaign.get("stats", {}).get("IN_PROGRESS", 0):
+            return
+        lost = await self.store.overdue_attempts(self.campaign_uuid, now)
+        if lost:
+            log.warning("recovering attempts whose lease expired", calls=len(lost))
+            await self.settle([lost_attempt(c, self.campaign_uuid, now) for c in lost])

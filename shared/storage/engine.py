@@ -1,0 +1,421 @@
+"""What the engine reads and writes: leases, dispatch claims, settlements.
+
+Every read is by key or by a bounded index range; every write that moves a call
+between statuses also moves the campaign's ``stats`` counters in the same
+transaction, so ``stats.IN_PROGRESS`` is the exact, global concurrency counter.
+
+Multi-document writes (``update_many``) to calls or campaigns run inside
+transactions only: SecantusDB (the embedded development server) can wedge when a
+non-transactional ``update_many`` conflicts with a transaction on the same
+documents, and the transactional form is as cheap.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo import ReturnDocument, UpdateOne
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.errors import ConnectionFailure, OperationFailure
+
+from shared.domain.attempts import Settlement, settle_attempt
+from shared.domain.messages import AttemptResult
+from shared.domain.status import CallStatus, CampaignStatus, Outcome
+from shared.domain.window import CallingWindow, day_of
+from shared.storage.mongo import Database, Document
+
+ACTIVE = [CampaignStatus.PENDING.value, CampaignStatus.PROCESSING.value]
+
+
+def window_of(campaign: Document) -> CallingWindow:
+    return CallingWindow(campaign["start_at"], campaign["end_at"], campaign["transfer_next_day"])
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A call's new state after an attempt result was stored."""
+
+    call_uuid: str
+    campaign_uuid: str
+    firm_id: str
+    status: CallStatus
+    next_attempt_at: datetime | None
+    result: AttemptResult
+
+
+class EngineStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.campaigns = db["campaigns"]
+        self.calls = db["calls"]
+        self.schedulers = db["schedulers"]
+
+    # -- transactions ---------------------------------------------------------------
+    async def _in_txn(self, work: Any) -> Any:
+        """Run ``work(session)`` in a transaction, retrying transient conflicts."""
+        client = self.db.client
+        for attempt in range(50):
+            async with client.start_session() as session:
+                try:
+                    async with await session.start_transaction():
+                        return await work(session)
+                except (OperationFailure, ConnectionFailure) as exc:
+                    if attempt < 49 and exc.has_error_label("TransientTransactionError"):
+                        continue
+                    raise
+        raise RuntimeError("unreachable")
+
+    # -- leases and membership ------------------------------------------------------
+    async def heartbeat(self, scheduler_id: str, now: datetime, lease: timedelta) -> int:
+        """Record that this scheduler lives; return how many schedulers live."""
+        await self.schedulers.update_one(
+            {"_id": scheduler_id}, {"$set": {"seen": now}}, upsert=True
+        )
+        return await self.schedulers.count_documents({"seen": {"$gt": now - lease}})
+
+    async def leave(self, scheduler_id: str, campaign_uuids: Sequence[str]) -> None:
+        await self.schedulers.delete_one({"_id": scheduler_id})
+        for campaign_uuid in campaign_uuids:
+            await self.release(scheduler_id, campaign_uuid)
+
+    async def count_active(self) -> int:
+        return await self.campaigns.count_documents({"status": {"$in": ACTIVE}})
+
+    async def acquire(
+        self, scheduler_id: str, now: datetime, lease: timedelta, campaign_uuid: str | None = None
+    ) -> Document | None:
+        """Take the lease of one active campaign nobody holds (or whose lease expired)."""
+        query: dict[str, Any] = {
+            "status": {"$in": ACTIVE},
+            "$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}],
+        }
+        if campaign_uuid is not None:
+            query["_id"] = campaign_uuid
+        return await self.campaigns.find_one_and_update(
+            query,
+            {"$set": {"lease_owner": scheduler_id, "lease_until": now + lease}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def renew(
+        self, scheduler_id: str, campaign_uuids: Sequence[str], now: datetime, lease: timedelta
+    ) -> set[str]:
+        """Extend this scheduler's leases; return the campaigns it still holds."""
+        held = set()
+        for campaign_uuid in campaign_uuids:
+            res = await self.campaigns.update_one(
+                {"_id": campaign_uuid, "lease_owner": scheduler_id},
+                {"$set": {"lease_until": now + lease}},
+            )
+            if res.matched_count:
+                held.add(campaign_uuid)
+        return held
+
+    async def release(self, scheduler_id: str, campaign_uuid: str) -> None:
+        await self.campaigns.update_one(
+            {"_id": campaign_uuid, "lease_owner": scheduler_id},
+            {"$set": {"lease_owner": None, "lease_until": None}},
+        )
+
+    # -- campaign state -------------------------------------------------------------
+    async def campaign(self, campaign_uuid: str) -> Document | None:
+        return await self.campaigns.find_one({"_id": campaign_uuid})
+
+    async def set_status(
+        self,
+        campaign_uuid: str,
+        old: CampaignStatus,
+        new: CampaignStatus,
+        now: datetime,
+        extra_filter: dict[str, Any] | None = None,
+    ) -> bool:
+        res = await self.campaigns.update_one(
+            {"_id": campaign_uuid, "status": old.value, **(extra_filter or {})},
+            {"$set": {"status": new.value, "updated_at": now}},
+        )
+        return res.modified_count == 1
+
+    # -- dispatch -------------------------------------------------------------------
+    async def first_attempts(
+        self, campaign_uuid: str, from_seq: int, to_seq: int
+    ) -> list[Document]:
+        """Calls in ``[from_seq, to_seq)`` (bounded range); the caller keeps the PENDING ones."""
+        cursor = self.calls.find(
+            {"campaign_uuid": campaign_uuid, "seq": {"$gte": from_seq, "$lt": to_seq}},
+            {"_id": 1, "seq": 1, "status": 1, "attempts": 1, "next_attempt_at": 1},
+        ).sort("seq", 1)
+        return [d async for d in cursor]
+
+    async def due_retries(self, campaign_uuid: str, now: datetime, limit: int) -> list[Document]:
+        """Retries due by ``now`` (only calls waiting for a retry carry ``retry_at``)."""
+        cursor = (
+            self.calls.find(
+                {"campaign_uuid": campaign_uuid, "retry_at": {"$lte": now}},
+                {"_id": 1, "seq": 1, "status": 1, "attempts": 1, "next_attempt_at": 1},
+            )
+            .sort("retry_at", 1)
+            .limit(limit)
+        )
+        return [d async for d in cursor]
+
+    async def claim(
+        self,
+        campaign: Document,
+        call_uuids: Sequence[str],
+        now: datetime,
+        attempt_lease: timedelta,
+    ) -> tuple[list[Document], bool]:
+        """Atomically reserve slots and move the chosen PENDING calls to IN_PROGRESS.
+
+        Returns the claimed call documents (with their new attempt number) and whether
+        the slots could be reserved at all. Calls that stopped being PENDING meanwhile
+        (deleted, claimed elsewhere) are skipped and their slots released in the same
+        transaction.
+        """
+        if not call_uuids:
+            return [], True
+        campaign_uuid, speed, k = campaign["_id"], campaign["speed"], len(call_uuids)
+        token = uuid.uuid4().hex
+
+        async def work(s: AsyncClientSession) -> tuple[list[Document], bool]:
+            reserved = await self.campaigns.find_one_and_update(
+                {
+                    "_id": campaign_uuid,
+                    "status": CampaignStatus.PROCESSING.value,
+                    "stats.IN_PROGRESS": {"$lte": speed - k},
+                },
+                {"$inc": {"stats.IN_PROGRESS": k, "stats.PENDING": -k}},
+                session=s,
+                projection={"_id": 1},
+            )
+            if reserved is None:
+                return [], False
+            res = await self.calls.update_many(
+                {
+                    "_id": {"$in": list(call_uuids)},
+                    "campaign_uuid": campaign_uuid,
+                    "status": CallStatus.PENDING.value,
+                },
+                {
+                    "$set": {
+                        "status": CallStatus.IN_PROGRESS.value,
+                        "next_attempt_at": None,
+                        "updated_at": now,
+                        "dispatch": {
+                            "token": token,
+                            "claimed_at": now,
+                            "deadline": now + attempt_lease,
+                        },
+                    },
+                    "$inc": {"attempts": 1},
+                    "$unset": {"retry_at": ""},
+                    "$addToSet": {"days": day_of(now)},
+                },
+                session=s,
+            )
+            if res.modified_count < k:
+                missing = k - res.modified_count
+                await self.campaigns.update_one(
+                    {"_id": campaign_uuid},
+                    {"$inc": {"stats.IN_PROGRESS": -missing, "stats.PENDING": missing}},
+                    session=s,
+                )
+            if res.modified_count == 0:
+                return [], True
+            cursor = self.calls.find(
+                {"_id": {"$in": list(call_uuids)}, "dispatch.token": token}, session=s
+            )
+            return [d async for d in cursor], True
+
+        claimed, reserved = await self._in_txn(work)
+        return sorted(claimed, key=lambda d: d["seq"]), reserved
+
+    async def overdue_attempts(self, campaign_uuid: str, now: datetime) -> list[Document]:
+        """IN_PROGRESS calls whose attempt lease expired (their worker died or was lost)."""
+        cursor = self.calls.find(
+            {"campaign_uuid": campaign_uuid, "status": CallStatus.IN_PROGRESS.value},
+            {"_id": 1, "attempts": 1, "dispatch": 1},
+        )
+        return [d async for d in cursor if d["dispatch"]["deadline"] <= now]
+
+    # -- settlement -----------------------------------------------------------------
+    async def settle(self, results: Sequence[AttemptResult], now: datetime) -> list[Settled]:
+        """Store a batch of attempt results with one bulk write per collection.
+
+        Idempotent: a result whose attempt is no longer IN_PROGRESS (already stored,
+        or recovered after its lease expired) changes nothing.
+        """
+        by_call = {r.call_uuid: r for r in results}
+
+        async def work(s: AsyncClientSession) -> list[Settled]:
+            calls = {
+                d["_id"]: d
+                async for d in self.calls.find(
+                    {"_id": {"$in": list(by_call)}, "status": CallStatus.IN_PROGRESS.value},
+                    {
+                        "_id": 1,
+                        "campaign_uuid": 1,
+                        "attempts": 1,
+                        "max_attempts": 1,
+                        "cancel_requested": 1,
+                    },
+                    session=s,
+                )
+            }
+            campaign_ids = {d["campaign_uuid"] for d in calls.values()}
+            campaigns = {
+                d["_id"]: d
+                async for d in self.campaigns.find({"_id": {"$in": list(campaign_ids)}}, session=s)
+            }
+            ops: list[UpdateOne[Document]] = []
+            settled: list[Settled] = []
+            moves: dict[str, Counter[str]] = {}
+            for call_uuid, result in by_call.items():
+                call = calls.get(call_uuid)
+                if call is None or call["attempts"] != result.attempt:
+                    continue
+                campaign = campaigns[call["campaign_uuid"]]
+                if not result.dialed:
+                    outcome = _not_dialed(window_of(campaign), result.ended_at)
+                else:
+                    outcome = settle_attempt(
+                        outcome=result.outcome,
+                        attempts=call["attempts"],
+                        max_attempts=call["max_attempts"],
+                        ended_at=result.ended_at,
+                        retry_interval=campaign["retry_interval"],
+                        window=window_of(campaign),
+                        cancel_requested=bool(call.get("cancel_requested")),
+                    )
+                ops.append(
+                    _settle_op(call_uuid, result, outcome.status, outcome.next_attempt_at, now)
+                )
+                move = moves.setdefault(campaign["_id"], Counter())
+                move[CallStatus.IN_PROGRESS.value] -= 1
+                move[outcome.status.value] += 1
+                settled.append(
+                    Settled(
+                        call_uuid,
+                        campaign["_id"],
+                        campaign["firm_id"],
+                        outcome.status,
+                        outcome.next_attempt_at,
+                        result,
+                    )
+                )
+            if ops:
+                await self.calls.bulk_write(ops, ordered=False, session=s)
+                for campaign_uuid, move in moves.items():
+                    await self.campaigns.update_one(
+                        {"_id": campaign_uuid},
+                        {
+                            "$inc": {f"stats.{k}": v for k, v in move.items() if v},
+                            "$set": {"updated_at": now},
+                        },
+                        session=s,
+                    )
+            return settled
+
+        out: list[Settled] = await self._in_txn(work)
+        return out
+
+    # -- window close ---------------------------------------------------------------
+    async def expire_pending(self, campaign_uuid: str, now: datetime) -> int:
+        """The window closed for good: every PENDING call becomes EXPIRED."""
+
+        async def work(s: AsyncClientSession) -> int:
+            res = await self.calls.update_many(
+                {"campaign_uuid": campaign_uuid, "status": CallStatus.PENDING.value},
+                {
+                    "$set": {
+                        "status": CallStatus.EXPIRED.value,
+                        "next_attempt_at": None,
+                        "updated_at": now,
+                    },
+                    "$unset": {"retry_at": ""},
+                },
+                session=s,
+            )
+            n = res.modified_count
+            if n:
+                await self.campaigns.update_one(
+                    {"_id": campaign_uuid},
+                    {"$inc": {"stats.PENDING": -n, "stats.EXPIRED": n}},
+                    session=s,
+                )
+            return n
+
+        n: int = await self._in_txn(work)
+        return n
+
+    async def carry_over(self, campaign_uuid: str, next_open: datetime, now: datetime) -> int:
+        """The window closed and repeats: PENDING calls are scheduled on the next day."""
+
+        async def work(s: AsyncClientSession) -> int:
+            res = await self.calls.update_many(
+                {
+                    "campaign_uuid": campaign_uuid,
+                    "status": CallStatus.PENDING.value,
+                    "next_attempt_at": {"$lt": next_open},
+                },
+                {
+                    "$set": {"next_attempt_at": next_open, "updated_at": now},
+                    "$addToSet": {"days": day_of(next_open)},
+                },
+                session=s,
+            )
+            return res.modified_count
+
+        n: int = await self._in_txn(work)
+        return n
+
+
+def _not_dialed(window: CallingWindow, at: datetime) -> Settlement:
+    """The window closed before the worker could dial: the attempt does not count."""
+    due = window.next_open(at)
+    return Settlement(CallStatus.PENDING, due) if due else Settlement(CallStatus.EXPIRED, None)
+
+
+def _settle_op(
+    call_uuid: str,
+    result: AttemptResult,
+    status: CallStatus,
+    due: datetime | None,
+    now: datetime,
+) -> UpdateOne[Document]:
+    update: dict[str, Any] = {
+        "$set": {"status": status.value, "next_attempt_at": due, "updated_at": now},
+        "$unset": {"dispatch": ""},
+    }
+    if result.dialed:
+        record = result.as_record()
+        update["$set"]["result"] = record
+        update["$push"] = {"attempt_history": record}
+    else:
+        update["$inc"] = {"attempts": -1}
+    if due is not None:
+        update["$set"]["retry_at"] = due
+        update["$addToSet"] = {"days": day_of(due)}
+    return UpdateOne(
+        {"_id": call_uuid, "status": CallStatus.IN_PROGRESS.value, "attempts": result.attempt},
+        update,
+    )
+
+
+def lost_attempt(call: Document, campaign_uuid: str, now: datetime) -> AttemptResult:
+    """The honest record of an attempt whose worker never reported (lease expired)."""
+    dispatch = call["dispatch"]
+    return AttemptResult(
+        call_uuid=call["_id"],
+        campaign_uuid=campaign_uuid,
+        attempt=call["attempts"],
+        outcome=Outcome.FAILED,
+        started_at=dispatch["claimed_at"],
+        ended_at=now,
+        provider={"reason": "attempt lease expired: the dialer worker did not report"},
+    )
