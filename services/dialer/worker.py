@@ -77,6 +77,9 @@ class DialHandler:
             )
         )
         result = await self.provider.dial(command)
+        if not result.dialed:
+            # The attempt number is handed out again when the call is next claimed.
+            await self.attempts.delete_one({"_id": f"{command.call_uuid}:{command.attempt}"})
         await self._report(result, firm_id)
         log.info("attempt ended", outcome=result.outcome.value)
 

@@ -27,6 +27,7 @@ def clock_env() -> dict[str, str]:
         "SIM_SEED": "7",
         "LEASE_SECONDS": "3",
         "SCHEDULER_TICK_SECONDS": "0.5",
+        "ATTEMPT_LEASE_SECONDS": "3600",
     }
 
 

@@ -6,9 +6,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 DIALER = str(Path(sys.executable).parent / "dialer")
+#: What each process logs once it serves (and handles SIGTERM).
+READY_WORDS = ("scheduler ready", "dialer worker ready", "api listening")
 
 
 class Processes:
@@ -31,7 +34,23 @@ class Processes:
         proc.kill()
         proc.wait()
 
+    def wait_ready(self, name: str, timeout: float = 60) -> None:
+        """Wait until the process logged that it is ready (its SIGTERM handler is set)."""
+        deadline = time.monotonic() + timeout
+        path = self.logdir / f"{name}.log"
+        while time.monotonic() < deadline:
+            text = path.read_text() if path.exists() else ""
+            if any(word in text for word in READY_WORDS):
+                return
+            if self.procs[name].poll() is not None:
+                raise AssertionError(f"{name} exited early:\n{text[-4000:]}")
+            time.sleep(0.05)
+        raise AssertionError(f"{name} not ready after {timeout}s")
+
     def stop_all(self, timeout: float = 60) -> dict[str, int]:
+        for name, proc in self.procs.items():
+            if proc.poll() is None:
+                self.wait_ready(name)
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

@@ -1,0 +1,152 @@
+"""The whole stack as a client sees it: API, scheduler and workers as real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+
+from services.stack import free_port, wait_port
+from shared.storage.mongo import Database
+from tests.e2e.conftest import SIM_START
+from tests.support.analysis import campaign, dials, eventually
+from tests.support.processes import DIALER, Processes
+
+pytestmark = pytest.mark.e2e
+START = SIM_START + timedelta(seconds=30)
+
+
+def iso(at: Any) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def record(phone: str) -> dict[str, Any]:
+    return {
+        "phone_number": phone,
+        "language": "en",
+        "gender_voice": "female",
+        "agent_name": "agent",
+        "variables": {"phone": phone},
+    }
+
+
+class Api:
+    def __init__(self, session: aiohttp.ClientSession, base: str, key: str) -> None:
+        self.session, self.base, self.headers = session, base, {"x-cybernet-api-key": key}
+
+    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        async with self.session.request(
+            method, self.base + path, json=body, headers=self.headers
+        ) as r:
+            return r.status, await r.json()
+
+
+@pytest.fixture
+async def api(processes: Processes, service_env: dict[str, str]) -> AsyncIterator[Api]:
+    port = free_port()
+    key = json.loads(
+        subprocess.run(
+            [DIALER, "keys", "create", "--firm", "acme", "--json"],
+            env=processes.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )["key"]
+    proc = processes.start("api", "api", API_PORT=str(port))
+    await asyncio.to_thread(wait_port, "127.0.0.1", port, 60, proc)
+    async with aiohttp.ClientSession() as session:
+        yield Api(session, f"http://127.0.0.1:{port}/api/v1", key)
+
+
+def campaign_body(phones: list[str], **extra: Any) -> dict[str, Any]:
+    return {
+        "call_campaign_name": "e2e",
+        "start_at": iso(START),
+        "end_at": iso(START + timedelta(hours=9)),
+        "speed": 2,
+        "call_records": [record(p) for p in phones],
+        **extra,
+    }
+
+
+async def test_append_while_processing_and_deletes_while_dialing(
+    api: Api, processes: Processes, mongo_db: Database
+) -> None:
+    phones = [f"+1212{200 + i}0001" for i in range(12)]  # all answer
+    status, created = await api.call(
+        "POST",
+        "/call-campaign",
+        campaign_body(
+            phones + ["+12129990002"], retry=3, retry_interval=30, allow_dynamic_call_appending=True
+        ),
+    )
+    assert status == 201, created
+    uuid = created["uuid"]
+    _, page = await api.call("GET", f"/call-campaign/{uuid}/calls?per_page=100")
+    by_phone = {c["phone_number"]: c["uuid"] for c in page["items"]}
+    last = by_phone[phones[-1]]
+    # Delete the last (still PENDING) call before the engine reaches it.
+    status, body = await api.call("DELETE", f"/call-campaign/{uuid}/calls/{last}")
+    assert (status, body) == (200, {"deleted": last})
+
+    processes.start("scheduler-0", "scheduler")
+    # Calls ring for 10 campaign minutes (1 s of wall time): long enough to delete one.
+    processes.start("worker-0", "worker", SIM_RING_SECONDS="600")
+    await eventually(
+        lambda: campaign(mongo_db, uuid), lambda c: c["status"] == "PROCESSING", 60, "PROCESSING"
+    )
+    status, appended = await api.call(
+        "POST", f"/call-campaign/{uuid}/call-records", {"call_records": [record("+12129980001")]}
+    )
+    assert status == 200 and appended["call_records_added"] == 1, appended
+
+    # The never-answering number is in progress at some point: deleting it cancels retries.
+    never = by_phone["+12129990002"]
+
+    async def in_progress() -> str:
+        _, d = await api.call("GET", f"/call-campaign/{uuid}?call_uuid={never}")
+        return str(d["calls"]["items"][0]["status"])
+
+    await eventually(in_progress, lambda s: s == "IN_PROGRESS", 60, "call IN_PROGRESS")
+    status, _ = await api.call("DELETE", f"/call-campaign/{uuid}/calls/{never}")
+    assert status == 409
+
+    await eventually(
+        lambda: campaign(mongo_db, uuid), lambda c: c["status"] == "COMPLETED", 120, "COMPLETED"
+    )
+    records = await dials(mongo_db, uuid)
+    dialed = {r["call_uuid"] for r in records}
+    assert last not in dialed
+    assert appended["call_uuids"][0] in dialed
+    assert sum(1 for r in records if r["call_uuid"] == never) == 1  # retries cancelled
+    _, d = await api.call("GET", f"/call-campaign/{uuid}?call_uuid={never}")
+    assert d["calls"]["items"][0]["status"] == "CANCELED"
+
+
+async def test_append_refused_while_processing_without_dynamic_appending(
+    api: Api, processes: Processes, mongo_db: Database
+) -> None:
+    status, created = await api.call(
+        "POST", "/call-campaign", campaign_body([f"+1212{200 + i}0001" for i in range(20)])
+    )
+    assert status == 201
+    processes.start("scheduler-0", "scheduler")
+    processes.start("worker-0", "worker")
+    uuid = created["uuid"]
+    await eventually(
+        lambda: campaign(mongo_db, uuid), lambda c: c["status"] == "PROCESSING", 60, "PROCESSING"
+    )
+    before = await campaign(mongo_db, uuid)
+    status, body = await api.call(
+        "POST", f"/call-campaign/{uuid}/call-records", {"call_records": [record("+12129980001")]}
+    )
+    assert status == 400, body
+    after = await campaign(mongo_db, uuid)
+    assert after["stats"]["total"] == before["stats"]["total"] == 20
