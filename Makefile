@@ -1,5 +1,5 @@
 # Everyday tasks. `make run` and `make test` bootstrap everything on a fresh machine.
-.PHONY: run test unit lint typecheck fmt bench demo clean
+.PHONY: run test unit lint typecheck fmt clean
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -23,9 +23,6 @@ fmt:
 
 typecheck:      ## mypy --strict on shared/ and services/
 	$(VENV)/bin/mypy
-
-demo:           ## run a few-thousand-number campaign on accelerated time against a running stack
-	$(VENV)/bin/dialer demo
 
 clean:
 	rm -rf .var .pytest_cache .mypy_cache .ruff_cache
