@@ -11,6 +11,7 @@ holds globally even if two schedulers briefly believe they own the campaign.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 from collections import deque
 from datetime import datetime, timedelta
@@ -87,10 +88,8 @@ class CampaignRunner:
             if at is not None:
                 wait = min(wait, self.clock.wall_seconds((at - now).total_seconds()))
         if wait > 0:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
-            except TimeoutError:
-                pass
         self._wake.clear()
 
     async def step(self) -> datetime | str | None:

@@ -69,13 +69,13 @@ class Consumer:
             else:
                 await message.ack()
 
-    async def stop(self, timeout: float = 30.0) -> None:
+    async def stop(self, drain_seconds: float = 30.0) -> None:
         """Stop taking messages, then wait for the ones in flight to finish."""
         if self._tag is not None:
             await self.queue.cancel(self._tag)
             self._tag = None
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            await asyncio.wait_for(self._idle.wait(), drain_seconds)
         except TimeoutError:
             log.warning("drain timed out", inflight=len(self._inflight))
 

@@ -8,20 +8,18 @@ stay exact. See ``docs/DATA_MODEL.md``.
 
 from __future__ import annotations
 
-import asyncio
-import random
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
 from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure
+from pymongo.errors import BulkWriteError
 
 from shared.domain.status import CallStatus
-from shared.storage.mongo import Database, Document
+from shared.storage.mongo import Database, Document, Recheck, in_transaction
 
 BLOCK = 1000
 INSERT_CHUNK = 5000
@@ -30,37 +28,6 @@ DUPLICATE_KEY = 11000
 CALL_PROJECTION = {"dispatch": 0, "dedup_key": 0, "retry_at": 0, "days": 0}
 
 T = TypeVar("T")
-
-
-class _Recheck(Exception):
-    """A concurrent writer changed what the transaction read: abort it and start again."""
-
-
-async def in_transaction(
-    db: Database, work: Callable[[AsyncClientSession], Awaitable[T]], attempts: int = 60
-) -> T:
-    """Run ``work(session)`` in a transaction, retrying write conflicts and re-checks.
-
-    Transactions that touch the same campaign document (its ``stats``) conflict under
-    load; a short randomised back-off keeps the retries from colliding again.
-    """
-    for attempt in range(attempts):
-        last = attempt + 1 == attempts
-        async with db.client.start_session() as session:
-            try:
-                async with await session.start_transaction():
-                    return await work(session)
-            except _Recheck:
-                if last:
-                    raise
-            except (OperationFailure, ConnectionFailure) as exc:
-                transient = exc.has_error_label("TransientTransactionError") or (
-                    exc.has_error_label("UnknownTransactionCommitResult")
-                )
-                if last or not transient:
-                    raise
-        await asyncio.sleep(random.uniform(0, min(0.1, 0.002 * 2 ** min(attempt, 6))))
-    raise AssertionError("unreachable")
 
 
 def page_id(campaign_uuid: str, block: int) -> str:
@@ -251,7 +218,7 @@ class CallRepository:
                 session=s,
             )
             if res.deleted_count != len(pending):
-                raise _Recheck
+                raise Recheck
             await self._move_stats(campaign_uuid, CallStatus.PENDING.value, len(pending), now, s)
             await self.inc_pages(campaign_uuid, [d["seq"] for d in pending], -1, session=s)
             out.deleted = sorted(pending, key=lambda d: d["seq"])

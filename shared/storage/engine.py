@@ -21,13 +21,12 @@ from typing import Any
 
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import ConnectionFailure, OperationFailure
 
 from shared.domain.attempts import Settlement, settle_attempt
 from shared.domain.messages import AttemptResult
 from shared.domain.status import CallStatus, CampaignStatus, Outcome
 from shared.domain.window import CallingWindow, day_of
-from shared.storage.mongo import Database, Document
+from shared.storage.mongo import Database, Document, in_transaction
 
 ACTIVE = [CampaignStatus.PENDING.value, CampaignStatus.PROCESSING.value]
 
@@ -54,21 +53,6 @@ class EngineStore:
         self.campaigns = db["campaigns"]
         self.calls = db["calls"]
         self.schedulers = db["schedulers"]
-
-    # -- transactions ---------------------------------------------------------------
-    async def _in_txn(self, work: Any) -> Any:
-        """Run ``work(session)`` in a transaction, retrying transient conflicts."""
-        client = self.db.client
-        for attempt in range(50):
-            async with client.start_session() as session:
-                try:
-                    async with await session.start_transaction():
-                        return await work(session)
-                except (OperationFailure, ConnectionFailure) as exc:
-                    if attempt < 49 and exc.has_error_label("TransientTransactionError"):
-                        continue
-                    raise
-        raise RuntimeError("unreachable")
 
     # -- leases and membership ------------------------------------------------------
     async def heartbeat(self, scheduler_id: str, now: datetime, lease: timedelta) -> int:
@@ -232,7 +216,7 @@ class EngineStore:
             )
             return [d async for d in cursor], True
 
-        claimed, reserved = await self._in_txn(work)
+        claimed, reserved = await in_transaction(self.db, work)
         return sorted(claimed, key=lambda d: d["seq"]), reserved
 
     async def overdue_attempts(self, campaign_uuid: str, now: datetime) -> list[Document]:
@@ -321,7 +305,7 @@ class EngineStore:
                     )
             return settled
 
-        out: list[Settled] = await self._in_txn(work)
+        out: list[Settled] = await in_transaction(self.db, work)
         return out
 
     # -- window close ---------------------------------------------------------------
@@ -350,7 +334,7 @@ class EngineStore:
                 )
             return n
 
-        n: int = await self._in_txn(work)
+        n: int = await in_transaction(self.db, work)
         return n
 
     async def carry_over(self, campaign_uuid: str, next_open: datetime, now: datetime) -> int:
@@ -371,7 +355,7 @@ class EngineStore:
             )
             return res.modified_count
 
-        n: int = await self._in_txn(work)
+        n: int = await in_transaction(self.db, work)
         return n
 
 

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
 from datetime import UTC
-from typing import Any
+from typing import Any, TypeVar
 
 from pymongo import ASCENDING, AsyncMongoClient, IndexModel
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import ConnectionFailure, OperationFailure
 
 Document = dict[str, Any]
 Database = AsyncDatabase[Document]
+T = TypeVar("T")
 
 INDEXES: dict[str, list[IndexModel]] = {
     "api_keys": [IndexModel([("key_hash", ASCENDING)], unique=True, name="key_hash")],
@@ -65,3 +71,34 @@ async def ping(db: Database) -> bool:
     except Exception:
         return False
     return True
+
+
+class Recheck(Exception):
+    """A concurrent writer changed what the transaction read: abort it and start again."""
+
+
+async def in_transaction(
+    db: Database, work: Callable[[AsyncClientSession], Awaitable[T]], attempts: int = 60
+) -> T:
+    """Run ``work(session)`` in a transaction, retrying write conflicts and re-checks.
+
+    Transactions that touch the same campaign document (its ``stats``) conflict under
+    load; a short randomised back-off keeps the retries from colliding again.
+    """
+    for attempt in range(attempts):
+        last = attempt + 1 == attempts
+        async with db.client.start_session() as session:
+            try:
+                async with await session.start_transaction():
+                    return await work(session)
+            except Recheck:
+                if last:
+                    raise
+            except (OperationFailure, ConnectionFailure) as exc:
+                transient = exc.has_error_label("TransientTransactionError") or (
+                    exc.has_error_label("UnknownTransactionCommitResult")
+                )
+                if last or not transient:
+                    raise
+        await asyncio.sleep(random.uniform(0, min(0.1, 0.002 * 2 ** min(attempt, 6))))
+    raise AssertionError("unreachable")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from datetime import timedelta
 
@@ -30,11 +31,11 @@ def start_engine(processes: Processes, schedulers: int = 1, workers: int = 2) ->
         processes.start(f"worker-{i}", "worker")
 
 
-async def completed(db: Database, campaign_uuid: str, timeout: float = 120) -> dict:  # type: ignore[type-arg]
+async def completed(db: Database, campaign_uuid: str, within: float = 120) -> dict:  # type: ignore[type-arg]
     return await eventually(
         lambda: campaign(db, campaign_uuid),
         lambda c: c["status"] == "COMPLETED",
-        timeout,
+        within,
         "campaign COMPLETED",
     )
 
@@ -70,7 +71,7 @@ async def test_retries_follow_the_interval_and_stop_at_the_limit(
     for attempts in by_phone.values():
         attempts.sort(key=lambda r: r["attempt"])
         assert [r["attempt"] for r in attempts] == list(range(1, len(attempts) + 1))
-        for before, after in zip(attempts, attempts[1:], strict=False):
+        for before, after in itertools.pairwise(attempts):
             assert after["started_at"] >= before["ended_at"] + timedelta(minutes=30)
     assert doc["stats"]["NO_ANSWER"] == 10
     assert doc["stats"]["COMPLETED"] == 20
@@ -133,7 +134,7 @@ async def test_transfer_next_day_dials_leftovers_in_the_same_hours(
             transfer_next_day=True,
         )
         start_engine(processes, workers=1)
-        doc = await completed(mongo_db, campaign_uuid, timeout=180)
+        doc = await completed(mongo_db, campaign_uuid, within=180)
     finally:
         codes = processes.stop_all()
     assert not any(codes.values()), processes.logs()

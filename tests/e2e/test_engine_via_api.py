@@ -50,15 +50,15 @@ class Api:
 @pytest.fixture
 async def api(processes: Processes, service_env: dict[str, str]) -> AsyncIterator[Api]:
     port = free_port()
-    key = json.loads(
-        subprocess.run(
-            [DIALER, "keys", "create", "--firm", "acme", "--json"],
-            env=processes.env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )["key"]
+    created = await asyncio.to_thread(
+        subprocess.run,
+        [DIALER, "keys", "create", "--firm", "acme", "--json"],
+        env=processes.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    key = json.loads(created.stdout)["key"]
     proc = processes.start("api", "api", API_PORT=str(port))
     await asyncio.to_thread(wait_port, "127.0.0.1", port, 60, proc)
     async with aiohttp.ClientSession() as session:
@@ -84,7 +84,7 @@ async def test_append_while_processing_and_deletes_while_dialing(
         "POST",
         "/call-campaign",
         campaign_body(
-            phones + ["+12129990002"], retry=3, retry_interval=30, allow_dynamic_call_appending=True
+            [*phones, "+12129990002"], retry=3, retry_interval=30, allow_dynamic_call_appending=True
         ),
     )
     assert status == 201, created

@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-
 from services.api.openapi import DOCUMENTED_EXAMPLE
-from shared.storage.mongo import Database
-from tests.conftest import Servers
 from tests.integration.test_api_support import (
     Api,
     iso,
     phone,
     record,
-    running_api,
 )
 
 BASE = "/api/v1/call-campaign"
-
-
-@pytest.fixture
-async def api(servers: Servers, mongo_db: Database, amqp_prefix: str) -> AsyncIterator[Api]:
-    async with running_api(servers, mongo_db, amqp_prefix) as running:
-        yield running
 
 
 #: The create request exactly as CONTRACT.md shows it (text, not a re-serialised dict).

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,12 +20,6 @@ from tests.integration.test_api_support import (
 )
 
 BASE = "/api/v1/call-campaign"
-
-
-@pytest.fixture
-async def api(servers: Servers, mongo_db: Database, amqp_prefix: str) -> AsyncIterator[Api]:
-    async with running_api(servers, mongo_db, amqp_prefix) as running:
-        yield running
 
 
 JSON = {"content-type": "application/json"}

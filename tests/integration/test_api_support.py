@@ -30,9 +30,8 @@ from shared.messaging.connection import connect, open_publisher
 from shared.messaging.envelope import Envelope
 from shared.messaging.topology import Names
 from shared.service.campaigns import CampaignService
-from shared.storage.calls import in_transaction
 from shared.storage.keys import ApiKeyRepository
-from shared.storage.mongo import Database, Document
+from shared.storage.mongo import Database, Document, in_transaction
 from tests.conftest import Servers
 
 FIRM_A, FIRM_B = "firm-a", "firm-b"

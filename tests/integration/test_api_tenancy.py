@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -10,22 +10,13 @@ import pytest
 from services.api.auth import KeyAuthenticator
 from shared.domain.errors import Forbidden, Unauthorized
 from shared.storage.keys import ApiKey
-from shared.storage.mongo import Database
-from tests.conftest import Servers
 from tests.integration.test_api_support import (
     Api,
     phone,
     record,
-    running_api,
 )
 
 BASE = "/api/v1/call-campaign"
-
-
-@pytest.fixture
-async def api(servers: Servers, mongo_db: Database, amqp_prefix: str) -> AsyncIterator[Api]:
-    async with running_api(servers, mongo_db, amqp_prefix) as running:
-        yield running
 
 
 #: key case → expected status and error code

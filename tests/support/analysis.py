@@ -17,11 +17,11 @@ T = TypeVar("T")
 async def eventually(
     probe: Callable[[], Awaitable[T]],
     done: Callable[[T], bool],
-    timeout: float,
+    within: float,
     what: str = "condition",
 ) -> T:
-    """Poll ``probe`` until ``done(value)``, failing after ``timeout`` wall seconds."""
-    deadline = time.monotonic() + timeout
+    """Poll ``probe`` until ``done(value)``, failing after ``within`` wall seconds."""
+    deadline = time.monotonic() + within
     while True:
         value = await probe()
         if done(value):

@@ -8,19 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from shared.domain.attempts import first_attempt_due
+from shared.domain.status import CallStatus
 from shared.domain.window import CallingWindow, day_of
 from shared.storage.mongo import Database
 
-STATUSES = [
-    "PENDING",
-    "IN_PROGRESS",
-    "COMPLETED",
-    "NO_ANSWER",
-    "BUSY",
-    "FAILED",
-    "CANCELED",
-    "EXPIRED",
-]
+STATUSES = [status.value for status in CallStatus]
 
 
 async def seed_campaign(
