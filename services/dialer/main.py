@@ -46,7 +46,7 @@ async def serve(settings: WorkerSettings, stop: asyncio.Event) -> None:
         log.info("dialer worker ready", concurrency=settings.worker_concurrency)
         await stop.wait()
         log.info("draining: calls in progress finish, nothing new is taken")
-        await consumer.stop(timeout=settings.drain_seconds)
+        await consumer.stop(settings.drain_seconds)
         await provider.close()
     finally:
         await connection.close()

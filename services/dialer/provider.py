@@ -30,6 +30,7 @@ from shared.clock import ScaledClock
 from shared.config import WorkerSettings
 from shared.domain.messages import AttemptResult, DialCommand
 from shared.domain.status import Outcome
+from shared.storage.batching import GroupInserter
 from shared.storage.mongo import Database
 
 MAGIC: dict[str, Outcome] = {
@@ -65,7 +66,7 @@ class SimulatedProvider:
     def __init__(self, settings: WorkerSettings, clock: ScaledClock, db: Database, worker: str):
         self.settings = settings
         self.clock = clock
-        self.log = db["sim_dials"]
+        self.log = GroupInserter(db["sim_dials"])
         self.worker = worker
 
     def _draw(self, command: DialCommand) -> Outcome:
@@ -89,6 +90,7 @@ class SimulatedProvider:
         if command.not_after is not None and started >= command.not_after:
             return AttemptResult(
                 call_uuid=command.call_uuid,
+                seq=command.seq,
                 campaign_uuid=command.campaign_uuid,
                 attempt=command.attempt,
                 outcome=Outcome.FAILED,
@@ -109,6 +111,7 @@ class SimulatedProvider:
         ended = self.clock.now()
         result = AttemptResult(
             call_uuid=command.call_uuid,
+            seq=command.seq,
             campaign_uuid=command.campaign_uuid,
             attempt=command.attempt,
             outcome=outcome,
@@ -122,7 +125,7 @@ class SimulatedProvider:
 
     async def _record(self, command: DialCommand, result: AttemptResult) -> None:
         """Written before the result is reported, so the log never misses an attempt."""
-        await self.log.insert_one(
+        await self.log.insert(
             {
                 "call_uuid": command.call_uuid,
                 "attempt": command.attempt,

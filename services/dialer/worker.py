@@ -5,7 +5,6 @@ from __future__ import annotations
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
-from pymongo.errors import DuplicateKeyError
 
 from services.dialer.provider import TelephonyProvider
 from shared.clock import ScaledClock
@@ -14,6 +13,7 @@ from shared.messaging.connection import Publisher
 from shared.messaging.consumer import Reject
 from shared.messaging.envelope import Envelope
 from shared.messaging.topology import RESULT_KEY
+from shared.storage.batching import GroupInserter
 from shared.storage.mongo import Database
 
 log = structlog.get_logger(__name__)
@@ -29,6 +29,7 @@ class DialHandler:
         worker_id: str,
     ) -> None:
         self.attempts = db["dial_attempts"]
+        self.claims = GroupInserter(self.attempts)
         self.publisher = publisher
         self.provider = provider
         self.clock = clock
@@ -51,15 +52,14 @@ class DialHandler:
     async def handle(self, command: DialCommand, firm_id: str | None) -> None:
         # The claim on (call, attempt) is stored before dialing: a redelivered command
         # (or one published twice) finds it and is dropped, so an attempt is dialed once.
-        try:
-            await self.attempts.insert_one(
-                {
-                    "_id": f"{command.call_uuid}:{command.attempt}",
-                    "worker": self.worker_id,
-                    "claimed_at": self.clock.now(),
-                }
-            )
-        except DuplicateKeyError:
+        fresh = await self.claims.insert(
+            {
+                "_id": f"{command.call_uuid}:{command.attempt}",
+                "worker": self.worker_id,
+                "claimed_at": self.clock.now(),
+            }
+        )
+        if not fresh:
             log.warning("duplicate dial command dropped")
             return
         now = self.clock.now()

@@ -169,11 +169,11 @@ class CampaignRunner:
             chosen = await self._candidates(campaign, now, free)
             if not chosen:
                 return
-            ids = [c["_id"] for c in chosen]
-            claimed, reserved = await self.store.claim(campaign, ids, now, lease)
+            seqs = [c["seq"] for c in chosen]
+            claimed, reserved = await self.store.claim(campaign, seqs, now, lease)
             if reserved:  # claimed now, or no longer PENDING (deleted): done with them
-                chosen_ids = set(ids)
-                self._firsts = deque(d for d in self._firsts if d["_id"] not in chosen_ids)
+                chosen_seqs = set(seqs)
+                self._firsts = deque(d for d in self._firsts if d["seq"] not in chosen_seqs)
             else:
                 # No slot after all (the counter is the authority): re-read and retry.
                 fresh = await self.store.campaign(self.campaign_uuid)
@@ -215,6 +215,7 @@ class CampaignRunner:
                 campaign_uuid=self.campaign_uuid,
                 data=DialCommand(
                     call_uuid=c["_id"],
+                    seq=c["seq"],
                     campaign_uuid=self.campaign_uuid,
                     firm_id=firm,
                     attempt=c["attempts"],

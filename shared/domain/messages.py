@@ -20,6 +20,8 @@ class DialCommand(BaseModel):
 
     call_uuid: str
     campaign_uuid: str
+    #: The call's insertion number in its campaign: with the uuid, its storage key.
+    seq: int = Field(ge=0)
     firm_id: str
     attempt: int = Field(ge=1)
     phone_number: str
@@ -38,6 +40,7 @@ class AttemptResult(BaseModel):
 
     call_uuid: str
     campaign_uuid: str
+    seq: int = Field(ge=0)
     attempt: int = Field(ge=1)
     outcome: Outcome
     started_at: datetime

@@ -16,7 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ReturnDocument, UpdateOne
@@ -28,6 +28,7 @@ from shared.domain.status import CallStatus, CampaignStatus, Outcome
 from shared.domain.window import CallingWindow, day_of
 from shared.storage.mongo import Database, Document, in_transaction
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ACTIVE = [CampaignStatus.PENDING.value, CampaignStatus.PROCESSING.value]
 
 
@@ -139,7 +140,8 @@ class EngineStore:
         """Retries due by ``now`` (only calls waiting for a retry carry ``retry_at``)."""
         cursor = (
             self.calls.find(
-                {"campaign_uuid": campaign_uuid, "retry_at": {"$lte": now}},
+                # Both bounds: with only ``$lte`` the embedded server walks the calls without one.
+                {"campaign_uuid": campaign_uuid, "retry_at": {"$gte": EPOCH, "$lte": now}},
                 {"_id": 1, "seq": 1, "status": 1, "attempts": 1, "next_attempt_at": 1},
             )
             .sort("retry_at", 1)
@@ -150,7 +152,7 @@ class EngineStore:
     async def claim(
         self,
         campaign: Document,
-        call_uuids: Sequence[str],
+        seqs: Sequence[int],
         now: datetime,
         attempt_lease: timedelta,
     ) -> tuple[list[Document], bool]:
@@ -161,9 +163,9 @@ class EngineStore:
         (deleted, claimed elsewhere) are skipped and their slots released in the same
         transaction.
         """
-        if not call_uuids:
+        if not seqs:
             return [], True
-        campaign_uuid, speed, k = campaign["_id"], campaign["speed"], len(call_uuids)
+        campaign_uuid, speed, k = campaign["_id"], campaign["speed"], len(seqs)
         token = uuid.uuid4().hex
 
         async def work(s: AsyncClientSession) -> tuple[list[Document], bool]:
@@ -180,11 +182,7 @@ class EngineStore:
             if reserved is None:
                 return [], False
             res = await self.calls.update_many(
-                {
-                    "_id": {"$in": list(call_uuids)},
-                    "campaign_uuid": campaign_uuid,
-                    "status": CallStatus.PENDING.value,
-                },
+                _calls_at(campaign_uuid, CallStatus.PENDING, seqs),
                 {
                     "$set": {
                         "status": CallStatus.IN_PROGRESS.value,
@@ -212,9 +210,9 @@ class EngineStore:
             if res.modified_count == 0:
                 return [], True
             cursor = self.calls.find(
-                {"_id": {"$in": list(call_uuids)}, "dispatch.token": token}, session=s
+                _calls_at(campaign_uuid, CallStatus.IN_PROGRESS, seqs), session=s
             )
-            return [d async for d in cursor], True
+            return [d async for d in cursor if d["dispatch"]["token"] == token], True
 
         claimed, reserved = await in_transaction(self.db, work)
         return sorted(claimed, key=lambda d: d["seq"]), reserved
@@ -223,7 +221,7 @@ class EngineStore:
         """IN_PROGRESS calls whose attempt lease expired (their worker died or was lost)."""
         cursor = self.calls.find(
             {"campaign_uuid": campaign_uuid, "status": CallStatus.IN_PROGRESS.value},
-            {"_id": 1, "attempts": 1, "dispatch": 1},
+            {"_id": 1, "seq": 1, "attempts": 1, "dispatch": 1},
         )
         return [d async for d in cursor if d["dispatch"]["deadline"] <= now]
 
@@ -235,22 +233,26 @@ class EngineStore:
         or recovered after its lease expired) changes nothing.
         """
         by_call = {r.call_uuid: r for r in results}
+        by_campaign: dict[str, list[int]] = {}
+        for r in by_call.values():
+            by_campaign.setdefault(r.campaign_uuid, []).append(r.seq)
 
         async def work(s: AsyncClientSession) -> list[Settled]:
-            calls = {
-                d["_id"]: d
+            calls: dict[str, Document] = {}
+            for campaign_uuid, seqs in by_campaign.items():
                 async for d in self.calls.find(
-                    {"_id": {"$in": list(by_call)}, "status": CallStatus.IN_PROGRESS.value},
+                    _calls_at(campaign_uuid, CallStatus.IN_PROGRESS, seqs),
                     {
                         "_id": 1,
+                        "seq": 1,
                         "campaign_uuid": 1,
                         "attempts": 1,
                         "max_attempts": 1,
                         "cancel_requested": 1,
                     },
                     session=s,
-                )
-            }
+                ):
+                    calls[d["_id"]] = d
             campaign_ids = {d["campaign_uuid"] for d in calls.values()}
             campaigns = {
                 d["_id"]: d
@@ -276,9 +278,7 @@ class EngineStore:
                         window=window_of(campaign),
                         cancel_requested=bool(call.get("cancel_requested")),
                     )
-                ops.append(
-                    _settle_op(call_uuid, result, outcome.status, outcome.next_attempt_at, now)
-                )
+                ops.append(_settle_op(call, result, outcome.status, outcome.next_attempt_at, now))
                 move = moves.setdefault(campaign["_id"], Counter())
                 move[CallStatus.IN_PROGRESS.value] -= 1
                 move[outcome.status.value] += 1
@@ -365,8 +365,17 @@ def _not_dialed(window: CallingWindow, at: datetime) -> Settlement:
     return Settlement(CallStatus.PENDING, due) if due else Settlement(CallStatus.EXPIRED, None)
 
 
+def _calls_at(campaign_uuid: str, status: CallStatus, seqs: Sequence[int]) -> Document:
+    """Calls by the ``(campaign_uuid, status, seq)`` index: point reads, not a scan.
+
+    (A filter that pairs ``_id`` with other fields is a collection scan on the embedded
+    development server; this key serves as well on MongoDB.)
+    """
+    return {"campaign_uuid": campaign_uuid, "status": status.value, "seq": {"$in": list(seqs)}}
+
+
 def _settle_op(
-    call_uuid: str,
+    call: Document,
     result: AttemptResult,
     status: CallStatus,
     due: datetime | None,
@@ -386,7 +395,13 @@ def _settle_op(
         update["$set"]["retry_at"] = due
         update["$addToSet"] = {"days": day_of(due)}
     return UpdateOne(
-        {"_id": call_uuid, "status": CallStatus.IN_PROGRESS.value, "attempts": result.attempt},
+        # The transaction read this call IN_PROGRESS at this attempt; a concurrent change
+        # makes the write conflict and the transaction start again.
+        {
+            "campaign_uuid": call["campaign_uuid"],
+            "status": CallStatus.IN_PROGRESS.value,
+            "seq": call["seq"],
+        },
         update,
     )
 
@@ -397,6 +412,7 @@ def lost_attempt(call: Document, campaign_uuid: str, now: datetime) -> AttemptRe
     return AttemptResult(
         call_uuid=call["_id"],
         campaign_uuid=campaign_uuid,
+        seq=call["seq"],
         attempt=call["attempts"],
         outcome=Outcome.FAILED,
         started_at=dispatch["claimed_at"],

@@ -43,10 +43,9 @@ INDEXES: dict[str, list[IndexModel]] = {
             partialFilterExpression={"dedup_key": {"$exists": True}},
             name="dedup",
         ),
+        # Not partial: the embedded development server plans only full indexes for ranges.
         IndexModel(
-            [("campaign_uuid", ASCENDING), ("retry_at", ASCENDING)],
-            partialFilterExpression={"retry_at": {"$exists": True}},
-            name="retry_at",
+            [("campaign_uuid", ASCENDING), ("retry_at", ASCENDING)], name="campaign_retry_at"
         ),
     ],
     "call_pages": [
