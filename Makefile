@@ -1,5 +1,5 @@
 # Everyday tasks. `make run` and `make test` bootstrap everything on a fresh machine.
-.PHONY: run test unit lint typecheck fmt clean
+.PHONY: run test unit lint typecheck fmt demo clean
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -9,6 +9,9 @@ run:            ## start the whole stack (API, scheduler, dialer worker, embedde
 
 test:           ## bootstrap, then the whole test suite against real RabbitMQ and MongoDB-compatible servers
 	@bash scripts/test.sh
+
+demo:           ## a few-thousand-number campaign against the running stack, live (start it with `make run CLOCK_RATE=60`)
+	$(VENV)/bin/dialer demo
 
 unit:           ## the unit tests only (no servers)
 	@bash scripts/test.sh tests/unit

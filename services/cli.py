@@ -102,11 +102,29 @@ def _parser() -> argparse.ArgumentParser:
         "--port", type=int, default=None, help="API port (default: API_PORT or 8080)"
     )
     stack.add_argument(
+        "--clock-rate",
+        type=float,
+        default=None,
+        help="campaign seconds per wall second for every process (default: CLOCK_RATE or 1; "
+        "60 runs a campaign minute per second)",
+    )
+    stack.add_argument(
         "--mongo-port",
         type=int,
         default=27017,
         help="port of the embedded MongoDB-compatible server (27017)",
     )
+    demo = sub.add_parser(
+        "demo",
+        help="run a demo campaign against a running stack, live",
+        description="Create a campaign of a few thousand numbers through the API of a running "
+        "stack and show its progress live (a bar and the count of calls per status), ending "
+        "with a summary. For a quick run start the stack on accelerated time: "
+        "`dialer stack --clock-rate 60` (or `make run CLOCK_RATE=60`).",
+    )
+    from services.demo import add_arguments
+
+    add_arguments(demo)
     return p
 
 
@@ -139,6 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_worker(wsettings)
     if args.command == "keys":
         return asyncio.run(_keys(args))
+    if args.command == "demo":
+        from services.demo import run_demo
+
+        return run_demo(args)
     if args.command == "stack":
         from services.stack import run_stack
 

@@ -133,6 +133,11 @@ def run_stack(args: argparse.Namespace) -> int:
 
     VAR.mkdir(exist_ok=True)
     env = dict(os.environ)
+    if args.clock_rate is not None:
+        env["CLOCK_RATE"] = str(args.clock_rate)
+    if float(env.get("CLOCK_RATE", "1")) != 1 and not env.get("CLOCK_ORIGIN"):
+        # Every process must share the origin of accelerated time.
+        env["CLOCK_ORIGIN"] = datetime.now(UTC).isoformat()
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
     mongo: EmbeddedMongo | None = None
     logs = open(VAR / "secantus.log", "ab")  # noqa: SIM115 - open for the stack's lifetime

@@ -150,3 +150,38 @@ async def test_append_refused_while_processing_without_dynamic_appending(
     assert status == 400, body
     after = await campaign(mongo_db, uuid)
     assert after["stats"]["total"] == before["stats"]["total"] == 20
+
+
+async def test_demo_runs_a_campaign_to_completion_and_summarises_it(
+    api: Api, processes: Processes
+) -> None:
+    processes.start("scheduler-0", "scheduler")
+    processes.start("worker-0", "worker")
+    key = api.headers["x-cybernet-api-key"]
+    base = api.base.removesuffix("/api/v1")
+    demo = await asyncio.to_thread(
+        subprocess.run,
+        [
+            DIALER,
+            "demo",
+            "--url",
+            base,
+            "--key",
+            key,
+            "--calls",
+            "40",
+            "--speed",
+            "8",
+            "--retry",
+            "1",
+        ],
+        env=processes.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "40 calls, speed 8" in demo.stdout
+    assert "campaign COMPLETED" in demo.stdout
+    summary = dict(line.split() for line in demo.stdout.splitlines()[-6:])
+    assert sum(int(v) for v in summary.values()) == 40
