@@ -229,7 +229,7 @@ class CampaignService:
                 raise NotFound(f"call {call_uuid} not found in this campaign")
             status = call["status"]
             if status == CallStatus.PENDING.value:
-                deleted = await self.calls.delete_pending(campaign_uuid, call_uuid, now)
+                deleted = await self.calls.delete_pending(campaign_uuid, call["seq"], now)
                 if deleted is None:
                     continue  # claimed meanwhile: look again
                 await self._publish(
@@ -245,7 +245,7 @@ class CampaignService:
                 )
                 return DeletedCall(deleted=call_uuid)
             if status == CallStatus.IN_PROGRESS.value:
-                matched, changed = await self.calls.request_cancel(campaign_uuid, call_uuid, now)
+                matched, changed = await self.calls.request_cancel(campaign_uuid, call["seq"], now)
                 if not matched:
                     continue  # finished meanwhile: look again
                 if changed:

@@ -30,6 +30,12 @@ CALL_PROJECTION = {"dispatch": 0, "dedup_key": 0, "retry_at": 0, "days": 0}
 T = TypeVar("T")
 
 
+def _key(campaign_uuid: str, status: CallStatus, seq: int) -> Document:
+    """One call by the ``status_seq`` index. (The embedded development server scans the
+    collection for a filter that pairs ``_id`` with other fields.)"""
+    return {"campaign_uuid": campaign_uuid, "status": status.value, "seq": seq}
+
+
 def page_id(campaign_uuid: str, block: int) -> str:
     return f"{campaign_uuid}:{block}"
 
@@ -150,18 +156,12 @@ class CallRepository:
             session=session,
         )
 
-    async def delete_pending(
-        self, campaign_uuid: str, call_uuid: str, now: datetime
-    ) -> Document | None:
-        """Delete the call if it is PENDING (atomically with the counters); else ``None``."""
+    async def delete_pending(self, campaign_uuid: str, seq: int, now: datetime) -> Document | None:
+        """Delete call ``seq`` if it is PENDING (atomically with the counters); else ``None``."""
 
         async def work(s: AsyncClientSession) -> Document | None:
             doc = await self.col.find_one_and_delete(
-                {
-                    "_id": call_uuid,
-                    "campaign_uuid": campaign_uuid,
-                    "status": CallStatus.PENDING.value,
-                },
+                _key(campaign_uuid, CallStatus.PENDING, seq),
                 projection={"seq": 1, "phone_number": 1},
                 session=s,
             )
@@ -173,18 +173,14 @@ class CallRepository:
         return await in_transaction(self.db, work)
 
     async def request_cancel(
-        self, campaign_uuid: str, call_uuid: str, now: datetime
+        self, campaign_uuid: str, seq: int, now: datetime
     ) -> tuple[bool, bool]:
         """Mark an IN_PROGRESS call: no attempt after the current one.
 
         Returns (matched, changed): a second request matches again but changes nothing.
         """
         res = await self.col.update_one(
-            {
-                "_id": call_uuid,
-                "campaign_uuid": campaign_uuid,
-                "status": CallStatus.IN_PROGRESS.value,
-            },
+            _key(campaign_uuid, CallStatus.IN_PROGRESS, seq),
             {"$set": {"cancel_requested": True}},
         )
         return res.matched_count == 1, res.modified_count == 1
@@ -214,7 +210,11 @@ class CallRepository:
             if out.in_progress or not pending:
                 return out
             res = await self.col.delete_many(
-                {"_id": {"$in": [d["_id"] for d in pending]}, "status": CallStatus.PENDING.value},
+                {
+                    "campaign_uuid": campaign_uuid,
+                    "status": CallStatus.PENDING.value,
+                    "seq": {"$in": [d["seq"] for d in pending]},
+                },
                 session=s,
             )
             if res.deleted_count != len(pending):
@@ -228,9 +228,10 @@ class CallRepository:
 
     # -- reads -----------------------------------------------------------------------------
     async def get(self, campaign_uuid: str, call_uuid: str) -> Document | None:
-        return await self.col.find_one(
-            {"_id": call_uuid, "campaign_uuid": campaign_uuid}, {"status": 1, "seq": 1}
+        doc = await self.col.find_one(
+            {"_id": call_uuid}, {"campaign_uuid": 1, "status": 1, "seq": 1}
         )
+        return doc if doc is not None and doc["campaign_uuid"] == campaign_uuid else None
 
     async def page_blocks(self, campaign_uuid: str) -> list[tuple[int, int]]:
         """``(block, live count)`` of every block, in order: one bounded read."""
@@ -272,12 +273,14 @@ class CallRepository:
     ) -> list[Document]:
         """The few calls of one uuid or one phone number (point or short index read),
         with ``days`` so that the caller can apply the remaining filters itself."""
-        # one key only: the planner of some MongoDB-compatible servers mis-picks otherwise
+        # One key only: the embedded server scans when `_id` is paired with other fields.
         query: Document = {"campaign_uuid": campaign_uuid}
         if call_uuid is not None:
-            query["_id"] = call_uuid
+            query = {"_id": call_uuid}
         elif phone is not None:
             query["phone_number"] = phone
         projection = {k: v for k, v in CALL_PROJECTION.items() if k != "days"}
-        docs = [d async for d in self.col.find(query, projection)]
+        docs = [
+            d async for d in self.col.find(query, projection) if d["campaign_uuid"] == campaign_uuid
+        ]
         return sorted(docs, key=lambda d: int(d["seq"]))
