@@ -56,7 +56,6 @@ class CampaignAppendedData(_Data):
     status: CampaignStatus = Field(description="status after the append")
     call_records_added: int = Field(description="calls stored")
     duplicates_removed: int = Field(description="records dropped by day_unique")
-    call_uuids: int = Field(description="the number of calls stored (not their uuids)")
     seq_from: int = Field(description="first insertion sequence number of the new calls")
     seq_to: int = Field(description="end (exclusive) of the sequence range reserved")
 

@@ -204,7 +204,6 @@ class CampaignService:
                 "status": status.value,
                 "call_records_added": len(kept),
                 "duplicates_removed": duplicates,
-                "call_uuids": len(kept),
                 "seq_from": first,
                 "seq_to": first + len(new.docs),
             },

@@ -160,7 +160,7 @@ async def test_append_200_assigns_new_seqs_and_publishes(api: Api) -> None:
     campaign = await api.campaign(uid)
     assert campaign["stats"]["total"] == 4 and campaign["stats"]["PENDING"] == 4
     [event] = await api.events.wait_for("campaign.appended", uid)
-    assert event.data["call_uuids"] == 2
+    assert event.data["call_records_added"] == 2
     assert (event.data["seq_from"], event.data["seq_to"]) == (2, 4)
 
 
