@@ -44,4 +44,4 @@ class Publisher:
 async def open_publisher(connection: AbstractRobustConnection, names: Names) -> Publisher:
     channel = await connection.channel(publisher_confirms=True)
     topology = await declare(channel, names)
-    return Publisher(channel, topology)  # type: ignore[arg-type]
+    return Publisher(channel, topology)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from pamqp.common import FieldTable
 
 DELIVERY_LIMIT = 5
 
@@ -72,7 +73,7 @@ class Topology:
     dead: AbstractQueue
 
 
-def _work_queue_args(names: Names) -> dict[str, object]:
+def _work_queue_args(names: Names) -> FieldTable:
     return {
         "x-queue-type": "quorum",
         "x-delivery-limit": DELIVERY_LIMIT,

@@ -258,7 +258,7 @@ class EngineStore:
                 d["_id"]: d
                 async for d in self.campaigns.find({"_id": {"$in": list(campaign_ids)}}, session=s)
             }
-            ops: list[UpdateOne[Document]] = []
+            ops: list[UpdateOne] = []
             settled: list[Settled] = []
             moves: dict[str, Counter[str]] = {}
             for call_uuid, result in by_call.items():
@@ -380,7 +380,7 @@ def _settle_op(
     status: CallStatus,
     due: datetime | None,
     now: datetime,
-) -> UpdateOne[Document]:
+) -> UpdateOne:
     update: dict[str, Any] = {
         "$set": {"status": status.value, "next_attempt_at": due, "updated_at": now},
         "$unset": {"dispatch": ""},
