@@ -18,6 +18,7 @@ from services.api.state import (
     SERVICE,
     HealthCheck,
 )
+from shared.metrics import metrics
 from shared.service.campaigns import CampaignService
 
 
@@ -40,4 +41,11 @@ def create_app(
     app[OPENAPI] = spec
     app[DOCS_HTML] = render_docs(spec)
     add_routes(app)
+    app.router.add_get("/metrics", serve_metrics)
     return app
+
+
+async def serve_metrics(request: web.Request) -> web.Response:
+    """Prometheus exposition of this process's metrics (no API key; not in OpenAPI)."""
+    body, content_type = metrics().render()
+    return web.Response(body=body, headers={"Content-Type": content_type})

@@ -13,6 +13,7 @@ from services.api import errors
 from services.api.auth import HEADER
 from services.api.state import API_KEY, AUTHENTICATOR
 from shared.domain.errors import DialerError
+from shared.metrics import metrics
 
 log = structlog.get_logger(__name__)
 
@@ -42,13 +43,19 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception as exc:
         log.exception("request failed", method=request.method, path=request.path)
         response = errors.from_unexpected(exc)
+    elapsed = time.perf_counter() - started
     log.info(
         "request",
         method=request.method,
         path=request.path,
         status=response.status,
-        ms=round((time.perf_counter() - started) * 1000, 1),
+        ms=round(elapsed * 1000, 1),
     )
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    m = metrics()
+    m.api_requests.labels(route=route, method=request.method, status=str(response.status)).inc()
+    m.api_request_seconds.labels(route=route, method=request.method).observe(elapsed)
     return response
 
 

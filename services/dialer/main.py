@@ -15,6 +15,7 @@ from shared.config import WorkerSettings
 from shared.messaging.connection import connect, open_publisher
 from shared.messaging.consumer import Consumer
 from shared.messaging.topology import Names
+from shared.metrics import start_metrics_server
 from shared.runtime import run_until_signal
 from shared.storage.mongo import make_client
 
@@ -26,6 +27,7 @@ def clock_from(settings: WorkerSettings) -> ScaledClock:
 
 
 async def serve(settings: WorkerSettings, stop: asyncio.Event) -> None:
+    start_metrics_server(settings.metrics_port)
     worker_id = f"{socket.gethostname()}:{os.getpid()}"
     structlog.contextvars.bind_contextvars(worker=worker_id)
     clock = clock_from(settings)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
@@ -13,6 +15,7 @@ from shared.messaging.connection import Publisher
 from shared.messaging.consumer import Reject
 from shared.messaging.envelope import Envelope
 from shared.messaging.topology import RESULT_KEY
+from shared.metrics import metrics
 from shared.storage.batching import GroupInserter
 from shared.storage.mongo import Database
 
@@ -41,6 +44,9 @@ class DialHandler:
             command = DialCommand.model_validate(envelope.data)
         except (ValueError, ValidationError) as exc:
             raise Reject(f"malformed dial command: {exc}") from exc
+        if message.timestamp is not None:
+            lag = (datetime.now(UTC) - message.timestamp.astimezone(UTC)).total_seconds()
+            metrics().dial_queue_lag.observe(max(0.0, lag))
         with structlog.contextvars.bound_contextvars(
             campaign_uuid=command.campaign_uuid,
             call_uuid=command.call_uuid,
@@ -61,6 +67,7 @@ class DialHandler:
         )
         if not fresh:
             log.warning("duplicate dial command dropped")
+            metrics().dial_commands.labels(result="duplicate").inc()
             return
         now = self.clock.now()
         await self.publisher.event(
@@ -81,6 +88,10 @@ class DialHandler:
             # The attempt number is handed out again when the call is next claimed.
             await self.attempts.delete_one({"_id": f"{command.call_uuid}:{command.attempt}"})
         await self._report(result, firm_id)
+        m = metrics()
+        m.dial_commands.labels(result="dialed" if result.dialed else "not_dialed").inc()
+        if result.dialed:
+            m.attempt_seconds.labels(outcome=result.outcome.value).observe(result.duration_seconds)
         log.info("attempt ended", outcome=result.outcome.value)
 
     async def _report(self, result: AttemptResult, firm_id: str | None) -> None:

@@ -21,6 +21,7 @@ from shared.messaging.connection import Publisher, connect, open_publisher
 from shared.messaging.consumer import Consumer, Reject
 from shared.messaging.envelope import Envelope
 from shared.messaging.topology import Names, event_key
+from shared.metrics import metrics, start_metrics_server
 from shared.runtime import run_until_signal
 from shared.storage.engine import EngineStore, Settled
 from shared.storage.mongo import ensure_indexes, make_client
@@ -80,6 +81,7 @@ class Scheduler:
             )
         task = asyncio.create_task(self._run(runner))
         self.runners[campaign_uuid] = (runner, task)
+        metrics().lease_takeovers.inc()
         log.info("campaign taken", campaign_uuid=campaign_uuid, owned=len(self.runners))
 
     async def _run(self, runner: CampaignRunner) -> None:
@@ -163,6 +165,7 @@ class Scheduler:
 
 
 async def serve(settings: SchedulerSettings, stop: asyncio.Event) -> None:
+    start_metrics_server(settings.metrics_port)
     clock = ScaledClock(settings.clock_rate, settings.clock_origin, settings.clock_sim_origin)
     mongo = make_client(settings.mongodb_url, "dialer-scheduler")
     db = mongo[settings.mongodb_db]

@@ -20,6 +20,7 @@ from shared.domain.messages import AttemptResult
 from shared.messaging.connection import Publisher
 from shared.messaging.consumer import Reject
 from shared.messaging.envelope import Envelope
+from shared.metrics import metrics
 from shared.storage.engine import EngineStore, Settled
 
 log = structlog.get_logger(__name__)
@@ -91,7 +92,10 @@ class ResultSink:
                 if not future.done():
                     future.set_exception(exc)
             return
+        m = metrics()
+        m.result_batch_size.observe(len(batch))
         for s in settled:
+            m.calls_finished.labels(outcome=s.result.outcome.value, status=s.status.value).inc()
             self.on_settled(s)
         for _, future in batch:
             if not future.done():

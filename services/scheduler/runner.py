@@ -26,6 +26,7 @@ from shared.domain.status import FINAL_CAMPAIGN_STATUSES, CallStatus, CampaignSt
 from shared.messaging.connection import Publisher
 from shared.messaging.envelope import Envelope
 from shared.messaging.topology import DIAL_KEY
+from shared.metrics import metrics
 from shared.storage.engine import EngineStore, lost_attempt, window_of
 from shared.storage.mongo import Document
 
@@ -94,6 +95,10 @@ class CampaignRunner:
 
     async def step(self) -> datetime | str | None:
         campaign = await self.store.campaign(self.campaign_uuid)
+        if campaign is not None:
+            metrics().calls_in_progress.labels(campaign_uuid=self.campaign_uuid).set(
+                campaign.get("stats", {}).get("IN_PROGRESS", 0)
+            )
         if campaign is None or campaign["status"] in FINAL_CAMPAIGN_STATUSES:
             return "stop"
         now = self.clock.now()
@@ -242,6 +247,7 @@ class CampaignRunner:
         await asyncio.gather(
             self.publisher.works(DIAL_KEY, commands), self.publisher.events(events)
         )
+        metrics().calls_dispatched.labels(campaign_uuid=self.campaign_uuid).inc(len(commands))
 
     async def _recover_lost(self, campaign: Document, now: datetime) -> None:
         """Attempts whose worker never reported within the attempt lease: FAILED, retried."""

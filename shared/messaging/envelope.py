@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -23,6 +23,8 @@ class Envelope(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
 
     def to_message(self, **properties: Any) -> aio_pika.Message:
+        # Wall time of publishing (AMQP: whole seconds), for the dial-queue lag metric.
+        properties.setdefault("timestamp", datetime.now(UTC))
         return aio_pika.Message(
             body=self.model_dump_json().encode(),
             content_type="application/json",
