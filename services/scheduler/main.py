@@ -9,7 +9,6 @@ import socket
 import uuid
 from datetime import timedelta
 
-import aio_pika
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
@@ -18,7 +17,7 @@ from services.scheduler.runner import CampaignRunner
 from shared.clock import ScaledClock, wall_now
 from shared.config import SchedulerSettings
 from shared.messaging.connection import Publisher, connect, open_publisher
-from shared.messaging.consumer import Consumer, Reject
+from shared.messaging.consumer import Consumer, Handler, Reject
 from shared.messaging.envelope import Envelope
 from shared.messaging.topology import Names, event_key
 from shared.metrics import metrics, start_metrics_server
@@ -209,10 +208,12 @@ async def serve(settings: SchedulerSettings, stop: asyncio.Event) -> None:
     log.info("scheduler stopped")
 
 
-def _no_ack(handler: object) -> object:
-    async def safe(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+def _no_ack(handler: Handler) -> Handler:
+    """A handler for a no-ack queue: a failure is logged, never raised into aio-pika."""
+
+    async def safe(message: AbstractIncomingMessage) -> None:
         try:
-            await handler(message)  # type: ignore[operator]
+            await handler(message)
         except Exception:
             log.exception("wake message ignored")
 

@@ -104,8 +104,9 @@ class CampaignRunner:
         now = self.clock.now()
         window = window_of(campaign)
         if campaign["status"] == CampaignStatus.PENDING:
-            if now < campaign["start_at"]:
-                return campaign["start_at"]
+            start_at: datetime = campaign["start_at"]
+            if now < start_at:
+                return start_at
             await self._set_status(campaign, CampaignStatus.PROCESSING, now)
             campaign["status"] = CampaignStatus.PROCESSING.value
         stats = campaign.get("stats", {})
