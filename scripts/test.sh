@@ -9,4 +9,10 @@ source "$ROOT/scripts/bootstrap.sh"
 bootstrap test
 trap stop_rabbitmq_if_started EXIT
 cd "$ROOT"
+if [ "$#" -eq 0 ]; then
+    # The full run also holds the code to its tooling: ruff (lint and format) and mypy --strict.
+    "$VENV/bin/ruff" check shared services tests
+    "$VENV/bin/ruff" format --check shared services tests
+    "$VENV/bin/mypy"
+fi
 "$VENV/bin/python" -m pytest "$@"
