@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -50,15 +49,7 @@ class Api:
 @pytest.fixture
 async def api(processes: Processes, service_env: dict[str, str]) -> AsyncIterator[Api]:
     port = free_port()
-    created = await asyncio.to_thread(
-        subprocess.run,
-        [DIALER, "keys", "create", "--firm", "acme", "--json"],
-        env=processes.env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    key = json.loads(created.stdout)["key"]
+    key = await asyncio.to_thread(processes.create_key)
     proc = processes.start("api", "api", API_PORT=str(port))
     await asyncio.to_thread(wait_port, "127.0.0.1", port, 60, proc)
     async with aiohttp.ClientSession() as session:

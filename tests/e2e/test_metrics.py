@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
 from collections.abc import Iterable
 
 import aiohttp
@@ -15,7 +13,7 @@ from services.stack import free_port, wait_port
 from shared.storage.mongo import Database
 from tests.e2e.test_engine_via_api import Api, campaign_body
 from tests.support.analysis import campaign, eventually
-from tests.support.processes import DIALER, Processes
+from tests.support.processes import Processes
 
 pytestmark = pytest.mark.e2e
 CALLS = 20
@@ -43,15 +41,7 @@ async def test_metrics_of_api_scheduler_and_worker(
     processes: Processes, mongo_db: Database
 ) -> None:
     api_port, scheduler_port, worker_port = free_port(), free_port(), free_port()
-    created = await asyncio.to_thread(
-        subprocess.run,
-        [DIALER, "keys", "create", "--firm", "acme", "--json"],
-        env=processes.env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    key = json.loads(created.stdout)["key"]
+    key = await asyncio.to_thread(processes.create_key)
     api_proc = processes.start("api", "api", API_PORT=str(api_port))
     scheduler = processes.start("scheduler-0", "scheduler", METRICS_PORT=str(scheduler_port))
     worker = processes.start("worker-0", "worker", METRICS_PORT=str(worker_port))

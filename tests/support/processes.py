@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -28,6 +29,17 @@ class Processes:
         log.close()
         self.procs[name] = proc
         return proc
+
+    def create_key(self, firm: str = "acme") -> str:
+        """A fresh API key for ``firm``, made with `dialer keys create` (the operator's way)."""
+        created = subprocess.run(
+            [DIALER, "keys", "create", "--firm", firm, "--json"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return str(json.loads(created.stdout)["key"])
 
     def kill(self, name: str) -> None:
         proc = self.procs.pop(name)
