@@ -110,7 +110,13 @@ async def amqp_prefix(servers: Servers, test_id: str) -> AsyncIterator[str]:
     connection = await aio_pika.connect(servers.amqp_url)
     async with connection:
         channel = await connection.channel()
-        for queue in (names.dial_queue, names.results_queue, names.campaigns_queue, names.dead):
+        for queue in (
+            names.dial_queue,
+            names.results_queue,
+            names.campaigns_queue,
+            names.commands_queue,
+            names.dead,
+        ):
             await channel.queue_delete(queue)
         for exchange in (names.events, names.work, names.dlx):
             await channel.exchange_delete(exchange)

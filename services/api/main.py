@@ -9,10 +9,12 @@ from aiohttp import web
 
 from services.api.app import create_app
 from services.api.auth import KeyAuthenticator
+from services.api.commands import CommandHandler
 from services.api.health import DependencyHealth
 from shared.clock import ScaledClock
 from shared.config import ApiSettings
 from shared.messaging.connection import connect, open_publisher
+from shared.messaging.consumer import Consumer
 from shared.messaging.topology import Names
 from shared.runtime import run_until_signal
 from shared.service.campaigns import CampaignService
@@ -44,13 +46,21 @@ def run(settings: ApiSettings) -> int:
                 ),
                 max_body_bytes=settings.api_max_body_bytes,
             )
+            commands_channel = await connection.channel()
+            commands = Consumer(
+                await commands_channel.get_queue(Names(settings.amqp_prefix).commands_queue),
+                CommandHandler(service, publisher),
+                prefetch=8,
+            )
+            await commands.start()
             runner = web.AppRunner(app, access_log=None)  # drains requests in flight (60 s)
             await runner.setup()
             site = web.TCPSite(runner, settings.api_host, settings.api_port)
             await site.start()
             log.info("api listening", host=settings.api_host, port=settings.api_port)
             await stop.wait()
-            log.info("api stopping: draining requests in flight")
+            log.info("api stopping: draining requests and commands in flight")
+            await commands.stop(settings.drain_seconds)
             await runner.cleanup()
         finally:
             await connection.close()

@@ -105,6 +105,15 @@ class CallRetriesCancelledData(_Data):
     call_uuid: str
 
 
+class CommandRejectedData(_Data):
+    """`command.rejected`: a command without ``reply_to`` failed (API process)."""
+
+    command: str = Field(description="the command's name, e.g. create_campaign")
+    command_message_id: str | None = Field(description="message_id of the failed command")
+    status: int = Field(description="the HTTP status the same request gets from the API")
+    error: dict[str, Any] = Field(description="the API's error object: code, message, details")
+
+
 @dataclass(frozen=True)
 class EventSpec:
     type_name: str
@@ -121,6 +130,7 @@ EVENTS: tuple[EventSpec, ...] = (
     EventSpec("call.finished", CallFinishedData, "scheduler"),
     EventSpec("call.deleted", CallDeletedData, "api"),
     EventSpec("call.retries_cancelled", CallRetriesCancelledData, "api"),
+    EventSpec("command.rejected", CommandRejectedData, "api"),
 )
 
 

@@ -8,6 +8,8 @@
   queues' delivery limit or rejected by a consumer, keep the reason in their headers.
 - ``{prefix}.scheduler.campaigns``: quorum queue bound to campaign events, so a
   scheduler picks up a new or appended campaign at once.
+- ``{prefix}.commands``: quorum queue bound to ``command.*`` on the events exchange:
+  commands of trusted integrations, consumed by the API processes.
 """
 
 from __future__ import annotations
@@ -50,10 +52,16 @@ class Names:
         return f"{self.prefix}.results"
 
     @property
+    def commands_queue(self) -> str:
+        return f"{self.prefix}.commands"
+
+    @property
     def campaigns_queue(self) -> str:
         return f"{self.prefix}.scheduler.campaigns"
 
 
+#: Commands from trusted integrations, on the events exchange: ``command.<name>``.
+COMMAND_PATTERN = "command.*"
 DIAL_KEY = "dial"
 RESULT_KEY = "result"
 
@@ -70,6 +78,7 @@ class Topology:
     dial: AbstractQueue
     results: AbstractQueue
     campaigns: AbstractQueue
+    commands: AbstractQueue
     dead: AbstractQueue
 
 
@@ -103,6 +112,16 @@ async def declare(channel: AbstractChannel, names: Names) -> Topology:
     )
     for pattern in ("campaign.created.*", "campaign.appended.*"):
         await campaigns.bind(events, routing_key=pattern)
+    commands = await channel.declare_queue(
+        names.commands_queue, durable=True, arguments=_work_queue_args(names)
+    )
+    await commands.bind(events, routing_key=COMMAND_PATTERN)
     return Topology(
-        events=events, work=work, dial=dial, results=results, campaigns=campaigns, dead=dead
+        events=events,
+        work=work,
+        dial=dial,
+        results=results,
+        campaigns=campaigns,
+        commands=commands,
+        dead=dead,
     )

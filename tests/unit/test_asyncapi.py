@@ -177,7 +177,7 @@ def test_wake_events_match_the_scheduler() -> None:
 def test_every_event_in_the_readme_is_documented(doc: dict[str, Any]) -> None:
     readme = (ROOT / "README.md").read_text()
     paragraph = readme[readme.index("Messaging (names prefixed") :].split("\n\n")[0]
-    listed = set(re.findall(r"`((?:campaign|call)\.[a-z_]+)`", paragraph))
+    listed = set(re.findall(r"`((?:campaign|call|command)\.[a-z_]+)`", paragraph))
     assert listed == {e.type_name for e in EVENTS}
 
 
