@@ -68,6 +68,16 @@ ensure_rabbitmq() {
         as_root rabbitmq-server -detached
         RABBITMQ_STARTED_HERE=1
     fi
+    # `rabbitmq-server -detached` returns before the node has registered with epmd,
+    # and `await_startup` fails at once on a node it cannot see: wait for it first.
+    local deadline=$((SECONDS + 120))
+    until as_root rabbitmq-diagnostics -q ping >/dev/null 2>&1; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            log "RabbitMQ did not answer within 120 s; see /var/log/rabbitmq/"
+            return 1
+        fi
+        sleep 1
+    done
     as_root rabbitmqctl -q await_startup --timeout 120 >/dev/null
     # Quorum queues and stream features are used by the topology.
     as_root rabbitmqctl -q enable_feature_flag all >/dev/null 2>&1 || true
