@@ -57,6 +57,21 @@ class ApiSettings(CommonSettings):
     default_firm_max_speed: int = Field(
         100, ge=1, description="concurrency limit of a firm without its own setting"
     )
+    api_read_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="a connection must send its request headers, and then its body, within "
+        "this time (idle keep-alive connections close after it too); 408 for a late body",
+    )
+    idempotency_ttl_seconds: float = Field(
+        24 * 3600.0, gt=0, description="how long an Idempotency-Key and its answer are kept"
+    )
+    rate_limit_per_second: float = Field(
+        50.0, ge=0, description="requests per second per API key, per API process (0: no limit)"
+    )
+    rate_limit_burst: int = Field(
+        100, ge=1, description="requests an idle API key may send at once above the rate"
+    )
 
 
 class SchedulerSettings(CommonSettings):

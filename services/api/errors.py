@@ -30,6 +30,35 @@ from shared.domain.errors import (
 )
 from shared.domain.models import ErrorBody, ErrorDetailOut, ErrorResponse
 
+
+class RequestTimeout(DialerError):
+    """The client did not send its request body in time (``API_READ_TIMEOUT_SECONDS``)."""
+
+    code = "request_timeout"
+
+
+class RateLimited(DialerError):
+    """The API key sent more requests than its rate limit allows; retry after a while."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class IdempotencyKeyReused(ValidationFailed):
+    """The Idempotency-Key was first used with a different request."""
+
+    code = "idempotency_key_reused"
+
+
+class IdempotencyKeyInUse(Conflict):
+    """The first request with this Idempotency-Key is still running."""
+
+    code = "idempotency_key_in_use"
+
+
 #: HTTP status of each class of the error tree (the most specific class wins).
 HTTP_STATUS: dict[type[DialerError], int] = {
     InvalidState: 400,
@@ -37,10 +66,12 @@ HTTP_STATUS: dict[type[DialerError], int] = {
     Forbidden: 403,
     NotFound: 404,
     MethodNotAllowed: 405,
+    RequestTimeout: 408,
     Conflict: 409,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
     ValidationFailed: 422,
+    RateLimited: 429,
     ServiceUnavailable: 503,
 }
 #: At most this many problems are listed in one answer (a 100,000-record body can have more).
@@ -80,7 +111,15 @@ def from_dialer_error(exc: DialerError) -> web.Response:
     message = exc.message
     if len(exc.details) > MAX_DETAILS:
         message += f" (the first {MAX_DETAILS} of {len(exc.details)} problems are listed)"
-    return error_response(status_of(exc), exc.code, message, exc.details)
+    headers = None
+    if isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after)}
+    elif isinstance(exc, IdempotencyKeyInUse):
+        headers = {"Retry-After": "1"}
+    response = error_response(status_of(exc), exc.code, message, exc.details, headers)
+    if isinstance(exc, RequestTimeout):
+        response.force_close()  # the rest of the body is not worth waiting for
+    return response
 
 
 def from_validation_error(exc: ValidationError, where: str) -> ValidationFailed:

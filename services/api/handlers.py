@@ -13,8 +13,17 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from services.api import errors
+from services.api.idempotency import idempotency_key, idempotently
 from services.api.middleware import requires_key
-from services.api.state import DOCS_HTML, HEALTH, MAX_BODY_BYTES, OPENAPI, SERVICE, api_key
+from services.api.state import (
+    DOCS_HTML,
+    HEALTH,
+    MAX_BODY_BYTES,
+    OPENAPI,
+    READ_TIMEOUT,
+    SERVICE,
+    api_key,
+)
 from shared.domain.errors import PayloadTooLarge, UnsupportedMediaType
 from shared.domain.models import (
     AppendRecordsRequest,
@@ -35,7 +44,8 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
 
 
 async def parse_body(request: web.Request, model: type[M]) -> M:
-    """The JSON body validated by ``model``: 415 if not JSON, 413 if too large, else 422."""
+    """The JSON body validated by ``model``: 415 if not JSON, 413 if too large, 408 if it
+    does not arrive within ``READ_TIMEOUT`` (a stalled or trickling client), else 422."""
     ctype = request.content_type
     if ctype != "application/json" and not ctype.endswith("+json"):
         raise UnsupportedMediaType(
@@ -44,7 +54,14 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
     limit = request.app[MAX_BODY_BYTES]
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
-    raw = await request.read()
+    timeout = request.app[READ_TIMEOUT]
+    try:
+        async with asyncio.timeout(timeout):
+            raw = await request.read()
+    except TimeoutError:
+        raise errors.RequestTimeout(
+            f"the request body did not arrive within {timeout:g} seconds"
+        ) from None
     try:
         if len(raw) > _THREAD_VALIDATION_BYTES:
             return await asyncio.to_thread(model.model_validate_json, raw)
@@ -63,18 +80,28 @@ def parse_query(request: web.Request, model: type[M]) -> M:
 
 @requires_key
 async def create_campaign(request: web.Request) -> web.Response:
+    key = idempotency_key(request)
     body = await parse_body(request, CreateCampaignRequest)
-    result = await request.app[SERVICE].create(api_key(request).firm_id, body)
-    return _json(result, 201)
+
+    async def run() -> web.Response:
+        result = await request.app[SERVICE].create(api_key(request).firm_id, body)
+        return _json(result, 201)
+
+    return await idempotently(request, key, body, run)
 
 
 @requires_key
 async def append_records(request: web.Request) -> web.Response:
+    key = idempotency_key(request)
     body = await parse_body(request, AppendRecordsRequest)
-    result = await request.app[SERVICE].append(
-        api_key(request).firm_id, request.match_info["campaign_uuid"], body
-    )
-    return _json(result)
+
+    async def run() -> web.Response:
+        result = await request.app[SERVICE].append(
+            api_key(request).firm_id, request.match_info["campaign_uuid"], body
+        )
+        return _json(result)
+
+    return await idempotently(request, key, body, run)
 
 
 @requires_key

@@ -7,10 +7,11 @@ import asyncio
 import structlog
 from aiohttp import web
 
-from services.api.app import create_app
+from services.api.app import create_app, runner_options
 from services.api.auth import KeyAuthenticator
 from services.api.commands import CommandHandler
 from services.api.health import DependencyHealth
+from services.api.ratelimit import RateLimiter
 from shared.clock import ScaledClock
 from shared.config import ApiSettings
 from shared.messaging.connection import connect, open_publisher
@@ -18,6 +19,7 @@ from shared.messaging.consumer import Consumer
 from shared.messaging.topology import Names
 from shared.runtime import run_until_signal
 from shared.service.campaigns import CampaignService
+from shared.storage.idempotency import IdempotencyStore
 from shared.storage.keys import ApiKeyRepository
 from shared.storage.mongo import ensure_indexes, make_client
 
@@ -45,6 +47,9 @@ def run(settings: ApiSettings) -> int:
                     db, lambda: not (connection.is_closed or publisher.channel.is_closed)
                 ),
                 max_body_bytes=settings.api_max_body_bytes,
+                idempotency=IdempotencyStore(db, settings.idempotency_ttl_seconds),
+                rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+                read_timeout=settings.api_read_timeout_seconds,
             )
             commands_channel = await connection.channel()
             commands = Consumer(
@@ -53,7 +58,8 @@ def run(settings: ApiSettings) -> int:
                 prefetch=8,
             )
             await commands.start()
-            runner = web.AppRunner(app, access_log=None)  # drains requests in flight (60 s)
+            # drains requests in flight (60 s)
+            runner = web.AppRunner(app, **runner_options(settings.api_read_timeout_seconds))
             await runner.setup()
             site = web.TCPSite(runner, settings.api_host, settings.api_port)
             await site.start()

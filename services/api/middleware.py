@@ -1,4 +1,5 @@
-"""Middlewares: errors to the one JSON shape, API-key authentication, access log."""
+"""Middlewares: errors to the one JSON shape, API-key authentication and rate limit, access
+log."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from aiohttp import web
 
 from services.api import errors
 from services.api.auth import HEADER
-from services.api.state import API_KEY, AUTHENTICATOR
+from services.api.errors import RateLimited
+from services.api.state import API_KEY, AUTHENTICATOR, RATE_LIMITER
 from shared.domain.errors import DialerError
 from shared.metrics import metrics
 
@@ -61,9 +63,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Authenticate protected routes before their body is read."""
+    """Authenticate protected routes and apply the key's rate limit, before the body is read."""
     if getattr(request.match_info.handler, _PROTECTED, False):
         key = await request.app[AUTHENTICATOR].authenticate(request.headers.get(HEADER))
+        wait = request.app[RATE_LIMITER].acquire(key.key_id)
+        if wait:
+            raise RateLimited(
+                f"too many requests for this API key: the limit is "
+                f"{request.app[RATE_LIMITER].per_second:g} per second "
+                f"(bursts of {request.app[RATE_LIMITER].burst:g}); retry in {wait} s",
+                retry_after=wait,
+            )
         request[API_KEY] = key
         with structlog.contextvars.bound_contextvars(firm_id=key.firm_id, key_id=key.key_id):
             return await handler(request)

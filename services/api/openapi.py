@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from services.api import idempotency
 from services.api.auth import HEADER
 from services.api.routes import ENDPOINTS, Endpoint
 from shared.domain.models import ErrorResponse
@@ -49,7 +50,38 @@ ERROR_TEXT = {
     413: "Request body larger than API_MAX_BODY_BYTES (64 MiB by default)",
     415: "Request body not declared as application/json",
     422: "Validation failed: every problem is listed with its JSON path",
+    429: "Too many requests for this API key (RATE_LIMIT_PER_SECOND, RATE_LIMIT_BURST); "
+    "retry after Retry-After seconds",
     503: "MongoDB or RabbitMQ is down",
+}
+#: What the answers of the POST endpoints (with a body and an Idempotency-Key) also mean.
+BODY_ERROR_TEXT = {
+    408: "The request body did not arrive within API_READ_TIMEOUT_SECONDS",
+    409: "A request with the same Idempotency-Key is still in progress (Retry-After: 1)",
+    422: "Validation failed (every problem is listed with its JSON path), or the "
+    "Idempotency-Key was already used with a different request",
+}
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+IDEMPOTENCY_PARAMETER = {
+    "name": idempotency.HEADER,
+    "in": "header",
+    "required": False,
+    "description": "Makes retries safe: a retry of the same request with the same key (per "
+    "firm, kept IDEMPOTENCY_TTL_SECONDS, 24 h by default) gets the first answer again, "
+    "with the header Idempotent-Replayed: true, and the work is done once. The same key "
+    "with a different request: 422. While the first is still running: 409.",
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": idempotency.MAX_LENGTH,
+        "pattern": idempotency.PATTERN,
+    },
 }
 SECURITY_SCHEME = "ApiKey"
 
@@ -109,6 +141,8 @@ def _operation(e: Endpoint, schemas: dict[str, Any]) -> dict[str, Any]:
         "description": e.description,
     }
     params = _parameters(e, schemas)
+    if e.body is not None:
+        params.append(IDEMPOTENCY_PARAMETER)
     if params:
         op["parameters"] = params
     if e.auth:
@@ -134,14 +168,27 @@ def _operation(e: Endpoint, schemas: dict[str, Any]) -> dict[str, Any]:
             "content": {"application/json": {"schema": {"type": "object"}}},
         }
     responses: dict[str, Any] = {str(e.success): success}
-    for code in e.errors:
+    texts = {**ERROR_TEXT, **BODY_ERROR_TEXT} if e.body is not None else ERROR_TEXT
+    for code in _error_codes(e):
         schema = _ref(e.response) if code == 503 and e.response else _ref(ErrorResponse)
         responses[str(code)] = {
-            "description": ERROR_TEXT[code],
+            "description": texts[code],
             "content": {"application/json": {"schema": schema}},
         }
+        if code == 429 or (code == 409 and e.body is not None):
+            responses[str(code)]["headers"] = RETRY_AFTER
     op["responses"] = responses
     return op
+
+
+def _error_codes(e: Endpoint) -> list[int]:
+    """The endpoint's own errors, and those of the transport: rate limit, idempotency."""
+    codes = set(e.errors)
+    if e.auth:
+        codes.add(429)
+    if e.body is not None:
+        codes |= {408, 409}
+    return sorted(codes)
 
 
 def build_openapi(max_body_bytes: int) -> dict[str, Any]:
@@ -161,7 +208,10 @@ def build_openapi(max_body_bytes: int) -> dict[str, Any]:
                 f"Every endpoint under /api/v1/call-campaign needs the `{HEADER}` header. "
                 'Every error has the shape {"error": {"code", "message", "details": '
                 f'[{{"loc", "msg"}}]}}. Request bodies are limited to {max_body_bytes} '
-                "bytes (413 above)."
+                "bytes (413 above). Each API key may send RATE_LIMIT_PER_SECOND requests per "
+                "second on average, in bursts of RATE_LIMIT_BURST (429 with Retry-After above, "
+                "counted per API process). The POST endpoints accept an Idempotency-Key header "
+                "that makes retries safe."
             ),
         },
         "paths": paths,

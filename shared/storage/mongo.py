@@ -51,6 +51,10 @@ INDEXES: dict[str, list[IndexModel]] = {
     "call_pages": [
         IndexModel([("campaign_uuid", ASCENDING), ("block", ASCENDING)], name="campaign_block")
     ],
+    # TTL: expired idempotency keys go (reads check expires_at too; see storage/idempotency).
+    "idempotency_keys": [
+        IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at_ttl")
+    ],
 }
 
 

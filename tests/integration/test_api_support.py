@@ -21,15 +21,17 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from aiohttp.test_utils import TestClient, TestServer
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from services.api.app import create_app
+from services.api.app import create_app, runner_options
 from services.api.auth import HEADER, KeyAuthenticator
 from services.api.health import DependencyHealth
 from services.api.openapi import DOCUMENTED_EXAMPLE
+from services.api.ratelimit import RateLimiter
 from shared.clock import ScaledClock
 from shared.messaging.connection import connect, open_publisher
 from shared.messaging.envelope import Envelope
 from shared.messaging.topology import Names
 from shared.service.campaigns import CampaignService
+from shared.storage.idempotency import IdempotencyStore
 from shared.storage.keys import ApiKeyRepository
 from shared.storage.mongo import Database, Document, in_transaction
 from tests.conftest import Servers
@@ -231,8 +233,15 @@ async def running_api(
     *,
     max_body_bytes: int = 64 * 1024 * 1024,
     key_cache_seconds: float = 2.0,
+    idempotency: IdempotencyStore | None = None,
+    rate_limiter: RateLimiter | None = None,
+    read_timeout: float = 60.0,
 ) -> AsyncIterator[Api]:
-    """The API app on a test server, with keys for two firms and an inactive one."""
+    """The API app on a test server, with keys for two firms and an inactive one.
+
+    Idempotency keys are on (kept 24 h unless ``idempotency`` says otherwise); the rate
+    limit is off unless ``rate_limiter`` is given (the suite is a heavy client).
+    """
     connection = await connect(servers.amqp_url, "test-api")
     try:
         names = Names(amqp_prefix)
@@ -256,8 +265,13 @@ async def running_api(
             KeyAuthenticator(repo, key_cache_seconds),
             DependencyHealth(db, lambda: not connection.is_closed),
             max_body_bytes=max_body_bytes,
+            idempotency=idempotency or IdempotencyStore(db, 24 * 3600),
+            rate_limiter=rate_limiter,
+            read_timeout=read_timeout,
         )
-        client: TestClient[Any, Any] = TestClient(TestServer(app))
+        server = TestServer(app)
+        await server.start_server(**runner_options(read_timeout))
+        client: TestClient[Any, Any] = TestClient(server)
         await client.start_server()
         try:
             yield Api(client, db, events, keys)
