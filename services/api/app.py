@@ -55,7 +55,7 @@ def create_app(
     app[HEALTH] = health
     app[MAX_BODY_BYTES] = max_body_bytes
     app[IDEMPOTENCY] = idempotency
-    app[RATE_LIMITER] = rate_limiter or RateLimiter(0, 1)
+    app[RATE_LIMITER] = rate_limiter if rate_limiter is not None else RateLimiter(0, 1)
     app[READ_TIMEOUT] = read_timeout
     spec = build_openapi(max_body_bytes)
     app[OPENAPI] = spec
