@@ -43,6 +43,15 @@ class CommonSettings(BaseSettings):
     drain_seconds: float = Field(
         120.0, gt=0, description="on SIGTERM, how long work in flight may take to finish"
     )
+    outbox_relay_seconds: float = Field(
+        1.0, gt=0, description="how often the outbox relay looks for unpublished messages (wall s)"
+    )
+    outbox_grace_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="age (wall s) after which the relay publishes an outbox entry its "
+        "writer did not (writer crashed or the broker was away)",
+    )
 
 
 class ApiSettings(CommonSettings):

@@ -96,6 +96,24 @@ class Metrics:
             registry=r,
         )
 
+        # Every process that writes or consumes messages
+        self.outbox_backlog = Gauge(
+            "dialer_outbox_backlog",
+            "outbox entries not yet published and deleted (all processes' entries)",
+            registry=r,
+        )
+        self.outbox_relayed = Counter(
+            "dialer_outbox_relayed_total",
+            "outbox entries published by this process's relay (left by a crash or outage)",
+            registry=r,
+        )
+        self.messages_dead_lettered = Counter(
+            "dialer_messages_dead_lettered_total",
+            "messages this process sent to the dead-letter queue, by queue and reason",
+            ["queue", "reason"],
+            registry=r,
+        )
+
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

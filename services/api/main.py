@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import structlog
 from aiohttp import web
@@ -56,6 +57,7 @@ def run(settings: ApiSettings) -> int:
                 await commands_channel.get_queue(Names(settings.amqp_prefix).commands_queue),
                 CommandHandler(service, publisher),
                 prefetch=8,
+                dead_letters=await commands_channel.get_exchange(Names(settings.amqp_prefix).dlx),
             )
             await commands.start()
             # drains requests in flight (60 s)
@@ -64,10 +66,17 @@ def run(settings: ApiSettings) -> int:
             site = web.TCPSite(runner, settings.api_host, settings.api_port)
             await site.start()
             log.info("api listening", host=settings.api_host, port=settings.api_port)
+            relay = asyncio.create_task(
+                service.outbox.relay_forever(
+                    settings.outbox_relay_seconds,
+                    timedelta(seconds=settings.outbox_grace_seconds),
+                )
+            )
             await stop.wait()
             log.info("api stopping: draining requests and commands in flight")
             await commands.stop(settings.drain_seconds)
             await runner.cleanup()
+            relay.cancel()
         finally:
             await connection.close()
             await client.close()

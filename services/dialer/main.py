@@ -43,7 +43,12 @@ async def serve(settings: WorkerSettings, stop: asyncio.Event) -> None:
         handler = DialHandler(db, publisher, provider, clock, worker_id)
         channel = await connection.channel()
         queue = await channel.get_queue(Names(settings.amqp_prefix).dial_queue)
-        consumer = Consumer(queue, handler, prefetch=settings.worker_concurrency)
+        consumer = Consumer(
+            queue,
+            handler,
+            prefetch=settings.worker_concurrency,
+            dead_letters=await channel.get_exchange(Names(settings.amqp_prefix).dlx),
+        )
         await consumer.start()
         log.info("dialer worker ready", concurrency=settings.worker_concurrency)
         await stop.wait()

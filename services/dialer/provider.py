@@ -22,9 +22,13 @@ outcome, worker), where tests and users can read it; duplicates would show there
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import uuid
 from datetime import datetime
 from typing import Any, Protocol
+
+import structlog
 
 from shared.clock import ScaledClock
 from shared.config import WorkerSettings
@@ -32,6 +36,11 @@ from shared.domain.messages import AttemptResult, DialCommand
 from shared.domain.status import Outcome
 from shared.storage.batching import GroupInserter
 from shared.storage.mongo import Database
+
+log = structlog.get_logger(__name__)
+
+#: How long (wall seconds) a worker keeps trying to record a placed call.
+RECORD_RETRY_SECONDS = 300.0
 
 MAGIC: dict[str, Outcome] = {
     "0001": Outcome.ANSWERED,
@@ -124,20 +133,36 @@ class SimulatedProvider:
         return result
 
     async def _record(self, command: DialCommand, result: AttemptResult) -> None:
-        """Written before the result is reported, so the log never misses an attempt."""
-        await self.log.insert(
-            {
-                "call_uuid": command.call_uuid,
-                "attempt": command.attempt,
-                "campaign_uuid": command.campaign_uuid,
-                "phone_number": command.phone_number,
-                "started_at": result.started_at,
-                "answered_at": result.answered_at,
-                "ended_at": result.ended_at,
-                "outcome": result.outcome.value,
-                "worker": self.worker,
-            }
-        )
+        """Written before the result is reported, so the log never misses an attempt.
+
+        The call has been placed: a database outage must not lose its record, so the
+        insert is retried; its ``_id`` is fixed for this dial, so a retry of an insert
+        that did land is a duplicate key (ignored), never a second record.
+        """
+        doc = {
+            "_id": f"{command.call_uuid}:{command.attempt}:{uuid.uuid4().hex}",
+            "call_uuid": command.call_uuid,
+            "attempt": command.attempt,
+            "campaign_uuid": command.campaign_uuid,
+            "phone_number": command.phone_number,
+            "started_at": result.started_at,
+            "answered_at": result.answered_at,
+            "ended_at": result.ended_at,
+            "outcome": result.outcome.value,
+            "worker": self.worker,
+        }
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + RECORD_RETRY_SECONDS, 0.1
+        while True:
+            try:
+                await self.log.insert(doc)
+                return
+            except Exception as exc:
+                if loop.time() + delay > deadline:
+                    raise
+                log.warning("recording the dial failed; retrying", error=repr(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def close(self) -> None:
         return None

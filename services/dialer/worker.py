@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import structlog
@@ -20,6 +21,9 @@ from shared.storage.batching import GroupInserter
 from shared.storage.mongo import Database
 
 log = structlog.get_logger(__name__)
+
+#: How long (wall seconds) a worker keeps trying to publish a result after dialing.
+REPORT_RETRY_SECONDS = 300.0
 
 
 class DialHandler:
@@ -70,19 +74,22 @@ class DialHandler:
             metrics().dial_commands.labels(result="duplicate").inc()
             return
         now = self.clock.now()
-        await self.publisher.event(
-            Envelope(
-                type="call.started",
-                occurred_at=now,
-                firm_id=firm_id,
-                campaign_uuid=command.campaign_uuid,
-                data={
-                    "call_uuid": command.call_uuid,
-                    "attempt": command.attempt,
-                    "phone_number": command.phone_number,
-                },
-            )
+        started = Envelope(
+            type="call.started",
+            occurred_at=now,
+            firm_id=firm_id,
+            campaign_uuid=command.campaign_uuid,
+            data={
+                "call_uuid": command.call_uuid,
+                "attempt": command.attempt,
+                "phone_number": command.phone_number,
+            },
         )
+        try:
+            await self.publisher.event(started)
+        except Exception as exc:
+            # Informational only: the claim is stored, so the call is placed regardless.
+            log.warning("call.started not published", error=repr(exc))
         result = await self.provider.dial(command)
         if not result.dialed:
             # The attempt number is handed out again when the call is next claimed.
@@ -95,13 +102,26 @@ class DialHandler:
         log.info("attempt ended", outcome=result.outcome.value)
 
     async def _report(self, result: AttemptResult, firm_id: str | None) -> None:
-        await self.publisher.work(
-            RESULT_KEY,
-            Envelope(
-                type=ATTEMPT_RESULT,
-                occurred_at=result.ended_at,
-                firm_id=firm_id,
-                campaign_uuid=result.campaign_uuid,
-                data=result.model_dump(mode="json"),
-            ),
+        """Publish the result (confirmed). The call has been placed, so its result must
+        not be lost to a broker restart: retry until the reconnected channel takes it.
+        (If this process dies first, the attempt lease recovers the attempt as FAILED.)"""
+        envelope = Envelope(
+            type=ATTEMPT_RESULT,
+            occurred_at=result.ended_at,
+            firm_id=firm_id,
+            campaign_uuid=result.campaign_uuid,
+            data=result.model_dump(mode="json"),
         )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REPORT_RETRY_SECONDS
+        delay = 0.1
+        while True:
+            try:
+                await self.publisher.work(RESULT_KEY, envelope)
+                return
+            except Exception as exc:
+                if loop.time() + delay > deadline:
+                    raise
+                log.warning("publishing the result failed; retrying", error=repr(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)

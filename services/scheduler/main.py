@@ -19,6 +19,7 @@ from shared.config import SchedulerSettings
 from shared.messaging.connection import Publisher, connect, open_publisher
 from shared.messaging.consumer import Consumer, Handler, Reject
 from shared.messaging.envelope import Envelope
+from shared.messaging.outbox import Outbox
 from shared.messaging.topology import Names, event_key
 from shared.metrics import metrics, start_metrics_server
 from shared.runtime import run_until_signal
@@ -37,6 +38,7 @@ class Scheduler:
         settings: SchedulerSettings,
         store: EngineStore,
         publisher: Publisher,
+        outbox: Outbox,
         clock: ScaledClock,
         wake_queue: AbstractQueue,
     ) -> None:
@@ -46,14 +48,13 @@ class Scheduler:
         self.settings = settings
         self.store = store
         self.publisher = publisher
+        self.outbox = outbox
         self.clock = clock
         self.wake_queue = wake_queue
         self.lease = timedelta(seconds=settings.lease_seconds)
         self.runners: dict[str, tuple[CampaignRunner, asyncio.Task[None]]] = {}
         self.share = 1
-        self.sink = ResultSink(
-            store, publisher, clock, settings.result_batch_size, self._on_settled
-        )
+        self.sink = ResultSink(store, outbox, clock, settings.result_batch_size, self._on_settled)
 
     # -- runners --------------------------------------------------------------------
     def _on_settled(self, settled: Settled) -> None:
@@ -69,7 +70,7 @@ class Scheduler:
         runner = CampaignRunner(
             campaign_uuid,
             self.store,
-            self.publisher,
+            self.outbox,
             self.clock,
             self.settings,
             self.sink.settle_now,
@@ -175,7 +176,8 @@ async def serve(settings: SchedulerSettings, stop: asyncio.Event) -> None:
         publisher = await open_publisher(connection, names)
         wake_channel = await connection.channel()
         wake_queue = await wake_channel.declare_queue(exclusive=True, auto_delete=True)
-        scheduler = Scheduler(settings, EngineStore(db), publisher, clock, wake_queue)
+        outbox = Outbox(db, publisher)
+        scheduler = Scheduler(settings, EngineStore(db), publisher, outbox, clock, wake_queue)
         structlog.contextvars.bind_contextvars(scheduler=scheduler.id)
         scheduler.sink.start()
         results_channel = await connection.channel()
@@ -183,21 +185,29 @@ async def serve(settings: SchedulerSettings, stop: asyncio.Event) -> None:
             await results_channel.get_queue(names.results_queue),
             scheduler.sink,
             prefetch=settings.result_batch_size * 2,
+            dead_letters=await results_channel.get_exchange(names.dlx),
         )
         campaigns_channel = await connection.channel()
         campaigns = Consumer(
             await campaigns_channel.get_queue(names.campaigns_queue),
             scheduler.on_campaign_event,
             prefetch=16,
+            dead_letters=await campaigns_channel.get_exchange(names.dlx),
         )
         await wake_queue.consume(_no_ack(scheduler.on_wake), no_ack=True)
         await results.start()
         await campaigns.start()
         leases = asyncio.create_task(scheduler.lease_loop())
+        relay = asyncio.create_task(
+            outbox.relay_forever(
+                settings.outbox_relay_seconds, timedelta(seconds=settings.outbox_grace_seconds)
+            )
+        )
         log.info("scheduler ready")
         await stop.wait()
         log.info("scheduler stopping")
         leases.cancel()
+        relay.cancel()
         await campaigns.stop(settings.drain_seconds)
         await scheduler.stop()
         await results.stop(settings.drain_seconds)

@@ -1,9 +1,10 @@
 """Attempt results: persisted in batches, then published as `call.finished` events.
 
 Each consumed result waits in a batch; a batch is written with one transaction
-(bulk write of the calls, one ``$inc`` per campaign), then its events are published
-and its messages acked. A finished call frees its slot in that same write, and the
-owning campaign's runner is woken at once (locally or through its wake binding).
+(bulk write of the calls, one ``$inc`` per campaign, its ``call.finished`` events into
+the outbox), then its events are published and its messages acked. A finished call
+frees its slot in that same write, and the owning campaign's runner is woken at once
+(locally or through its wake binding).
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from collections.abc import Callable, Sequence
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
+from pymongo.asynchronous.client_session import AsyncClientSession
 
 from shared.clock import ScaledClock
 from shared.domain.messages import AttemptResult
-from shared.messaging.connection import Publisher
 from shared.messaging.consumer import Reject
 from shared.messaging.envelope import Envelope
+from shared.messaging.outbox import Entry, Outbox
 from shared.metrics import metrics
 from shared.storage.engine import EngineStore, Settled
 
@@ -30,13 +32,13 @@ class ResultSink:
     def __init__(
         self,
         store: EngineStore,
-        publisher: Publisher,
+        outbox: Outbox,
         clock: ScaledClock,
         batch_size: int,
         on_settled: Callable[[Settled], None],
     ) -> None:
         self.store = store
-        self.publisher = publisher
+        self.outbox = outbox
         self.clock = clock
         self.batch_size = batch_size
         self.on_settled = on_settled
@@ -83,15 +85,22 @@ class ResultSink:
                 await self._flush(batch)
 
     async def _flush(self, batch: list[tuple[AttemptResult, asyncio.Future[None]]]) -> None:
+        entries: list[Entry] = []
+
+        async def announce(session: AsyncClientSession, settled: list[Settled]) -> None:
+            nonlocal entries
+            entries = [Entry.event(_finished_event(s)) for s in settled]
+            await self.outbox.stage(session, entries)
+
         try:
-            settled = await self.store.settle([r for r, _ in batch], self.clock.now())
-            await self.publisher.events(_finished_event(s) for s in settled)
+            settled = await self.store.settle([r for r, _ in batch], self.clock.now(), announce)
         except Exception as exc:
             log.exception("storing results failed; they will be redelivered")
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
+        await self.outbox.deliver(entries)
         m = metrics()
         m.result_batch_size.observe(len(batch))
         for s in settled:

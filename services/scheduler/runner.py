@@ -18,13 +18,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from pymongo.asynchronous.client_session import AsyncClientSession
 
 from shared.clock import ScaledClock
 from shared.config import SchedulerSettings
 from shared.domain.messages import DIAL, DialCommand
 from shared.domain.status import FINAL_CAMPAIGN_STATUSES, CallStatus, CampaignStatus
-from shared.messaging.connection import Publisher
 from shared.messaging.envelope import Envelope
+from shared.messaging.outbox import Entry, Outbox
 from shared.messaging.topology import DIAL_KEY
 from shared.metrics import metrics
 from shared.storage.engine import EngineStore, lost_attempt, window_of
@@ -41,14 +42,14 @@ class CampaignRunner:
         self,
         campaign_uuid: str,
         store: EngineStore,
-        publisher: Publisher,
+        outbox: Outbox,
         clock: ScaledClock,
         settings: SchedulerSettings,
         settle: Any,
     ) -> None:
         self.campaign_uuid = campaign_uuid
         self.store = store
-        self.publisher = publisher
+        self.outbox = outbox
         self.clock = clock
         self.settings = settings
         self.settle = settle  # async (results) -> None, the scheduler's result path
@@ -139,25 +140,31 @@ class CampaignRunner:
             return False
         if campaign["allow_dynamic_call_appending"] and window_open:
             return False  # records may still be appended while the window is open
-        done = await self.store.set_status(
-            self.campaign_uuid,
+        done = await self._move(
+            campaign,
             CampaignStatus.PROCESSING,
             CampaignStatus.COMPLETED,
             now,
             {"stats.PENDING": 0, "stats.IN_PROGRESS": 0},
         )
         if done:
-            await self._status_event(campaign, CampaignStatus.COMPLETED, now)
             log.info("campaign completed", stats=stats)
         return done
 
     async def _set_status(self, campaign: Document, new: CampaignStatus, now: datetime) -> None:
         old = CampaignStatus(campaign["status"])
-        if await self.store.set_status(self.campaign_uuid, old, new, now):
-            await self._status_event(campaign, new, now)
+        await self._move(campaign, old, new, now)
 
-    async def _status_event(self, campaign: Document, new: CampaignStatus, now: datetime) -> None:
-        await self.publisher.event(
+    async def _move(
+        self,
+        campaign: Document,
+        old: CampaignStatus,
+        new: CampaignStatus,
+        now: datetime,
+        extra_filter: dict[str, Any] | None = None,
+    ) -> bool:
+        """Change the status and store its ``campaign.status_changed`` event with it."""
+        entry = Entry.event(
             Envelope(
                 type="campaign.status_changed",
                 occurred_at=now,
@@ -166,6 +173,16 @@ class CampaignRunner:
                 data={"status": new.value},
             )
         )
+
+        async def announce(s: AsyncClientSession, _: object) -> None:
+            await self.outbox.stage(s, [entry])
+
+        done = await self.store.set_status(
+            self.campaign_uuid, old, new, now, extra_filter, announce=announce
+        )
+        if done:
+            await self.outbox.deliver([entry])
+        return done
 
     # -- dispatch -------------------------------------------------------------------
     async def _dispatch(self, campaign: Document, now: datetime) -> None:
@@ -176,7 +193,7 @@ class CampaignRunner:
             if not chosen:
                 return
             seqs = [c["seq"] for c in chosen]
-            claimed, reserved = await self.store.claim(campaign, seqs, now, lease)
+            claimed, reserved, entries = await self._claim(campaign, seqs, now, lease)
             if reserved:  # claimed now, or no longer PENDING (deleted): done with them
                 chosen_seqs = set(seqs)
                 self._firsts = deque(d for d in self._firsts if d["seq"] not in chosen_seqs)
@@ -190,8 +207,22 @@ class CampaignRunner:
                 continue
             if not claimed:
                 continue
-            await self._publish_dials(campaign, claimed, now)
+            await self.outbox.deliver(entries)
+            metrics().calls_dispatched.labels(campaign_uuid=self.campaign_uuid).inc(len(claimed))
             free -= len(claimed)
+
+    async def _claim(
+        self, campaign: Document, seqs: list[int], now: datetime, lease: timedelta
+    ) -> tuple[list[Document], bool, list[Entry]]:
+        """Claim calls and store their dial commands in the same transaction."""
+        entries: list[Entry] = []
+
+        async def announce(s: AsyncClientSession, calls: list[Document]) -> None:
+            entries[:] = self._dial_entries(campaign, calls, now)
+            await self.outbox.stage(s, entries)
+
+        claimed, reserved = await self.store.claim(campaign, seqs, now, lease, announce)
+        return claimed, reserved, entries
 
     async def _candidates(self, campaign: Document, now: datetime, free: int) -> list[Document]:
         """Up to ``free`` due calls: retries and first attempts, by due time then order."""
@@ -209,46 +240,51 @@ class CampaignRunner:
         merged = sorted(retries + firsts[:free], key=lambda d: (d["next_attempt_at"], d["seq"]))
         return merged[:free]
 
-    async def _publish_dials(
+    def _dial_entries(
         self, campaign: Document, calls: list[Document], now: datetime
-    ) -> None:
+    ) -> list[Entry]:
+        """The dial command and the ``call.dispatched`` event of each claimed call."""
         firm = campaign["firm_id"]
-        commands = [
-            Envelope(
-                type=DIAL,
-                occurred_at=now,
-                firm_id=firm,
+        not_after = window_of(campaign).closes_at(now)
+        entries: list[Entry] = []
+        for c in calls:
+            command = DialCommand(
+                call_uuid=c["_id"],
+                seq=c["seq"],
                 campaign_uuid=self.campaign_uuid,
-                data=DialCommand(
-                    call_uuid=c["_id"],
-                    seq=c["seq"],
-                    campaign_uuid=self.campaign_uuid,
-                    firm_id=firm,
-                    attempt=c["attempts"],
-                    phone_number=c["phone_number"],
-                    language=c["language"],
-                    gender_voice=c["gender_voice"],
-                    agent_name=c["agent_name"],
-                    variables=c.get("variables") or {},
-                    not_after=window_of(campaign).closes_at(now),
-                ).model_dump(mode="json"),
-            )
-            for c in calls
-        ]
-        events = [
-            Envelope(
-                type="call.dispatched",
-                occurred_at=now,
                 firm_id=firm,
-                campaign_uuid=self.campaign_uuid,
-                data={"call_uuid": c["_id"], "attempt": c["attempts"]},
+                attempt=c["attempts"],
+                phone_number=c["phone_number"],
+                language=c["language"],
+                gender_voice=c["gender_voice"],
+                agent_name=c["agent_name"],
+                variables=c.get("variables") or {},
+                not_after=not_after,
             )
-            for c in calls
-        ]
-        await asyncio.gather(
-            self.publisher.works(DIAL_KEY, commands), self.publisher.events(events)
-        )
-        metrics().calls_dispatched.labels(campaign_uuid=self.campaign_uuid).inc(len(commands))
+            entries.append(
+                Entry.work(
+                    DIAL_KEY,
+                    Envelope(
+                        type=DIAL,
+                        occurred_at=now,
+                        firm_id=firm,
+                        campaign_uuid=self.campaign_uuid,
+                        data=command.model_dump(mode="json"),
+                    ),
+                )
+            )
+            entries.append(
+                Entry.event(
+                    Envelope(
+                        type="call.dispatched",
+                        occurred_at=now,
+                        firm_id=firm,
+                        campaign_uuid=self.campaign_uuid,
+                        data={"call_uuid": c["_id"], "attempt": c["attempts"]},
+                    )
+                )
+            )
+        return entries
 
     async def _recover_lost(self, campaign: Document, now: datetime) -> None:
         """Attempts whose worker never reported within the attempt lease: FAILED, retried."""
@@ -260,5 +296,15 @@ class CampaignRunner:
             return
         lost = await self.store.overdue_attempts(self.campaign_uuid, now)
         if lost:
-            log.warning("recovering attempts whose lease expired", calls=len(lost))
-            await self.settle([lost_attempt(c, self.campaign_uuid, now) for c in lost])
+            never_taken = await self.store.fence(lost, now)
+            log.warning(
+                "recovering attempts whose lease expired",
+                calls=len(lost),
+                never_taken=len(never_taken),
+            )
+            await self.settle(
+                [
+                    lost_attempt(c, self.campaign_uuid, now, taken=c["_id"] not in never_taken)
+                    for c in lost
+                ]
+            )

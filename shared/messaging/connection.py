@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import aio_pika
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 
 from shared.messaging.envelope import Envelope
+from shared.messaging.outbox import Entry
 from shared.messaging.topology import Names, Topology, declare, event_key
 
 
@@ -39,6 +40,17 @@ class Publisher:
 
     async def works(self, routing_key: str, envelopes: Iterable[Envelope]) -> None:
         await asyncio.gather(*(self.work(routing_key, e) for e in envelopes))
+
+    async def send(self, entries: Sequence[Entry]) -> None:
+        """Publish outbox entries; confirms are awaited together (raises if any failed)."""
+        await asyncio.gather(
+            *(
+                (self.topology.events if e.target == "events" else self.topology.work).publish(
+                    e.envelope.to_message(), routing_key=e.routing_key
+                )
+                for e in entries
+            )
+        )
 
 
 async def open_publisher(connection: AbstractRobustConnection, names: Names) -> Publisher:

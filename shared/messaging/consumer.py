@@ -2,9 +2,17 @@
 
 The outcome of a message is decided in one place (`_handle`) from typed exceptions:
 - handler returns → ack;
-- :class:`Reject` → reject without requeue: dead-lettered at once with the reason;
-- any other exception → requeue; the quorum queue's delivery limit dead-letters a
-  message that keeps failing, so a poison message is never retried forever.
+- :class:`Reject` → dead-lettered at once with the reason;
+- any other exception → requeue, until the message's last allowed delivery: then it is
+  dead-lettered with the error as its reason (the quorum queue's delivery limit would
+  dead-letter it anyway, without our reason), so a poison message is never retried
+  forever.
+
+Dead-lettering republishes the message to the dead-letter exchange with the headers
+``x-dialer-reason`` and ``x-dialer-queue`` (confirmed), then acks it; without a
+dead-letter exchange, or if that publish fails, the message is rejected without
+requeue and the broker dead-letters it. Either way it is counted in
+``dialer_messages_dead_lettered_total``.
 """
 
 from __future__ import annotations
@@ -12,8 +20,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import aio_pika
 import structlog
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractQueue
+
+from shared.messaging.topology import DELIVERY_LIMIT
+from shared.metrics import metrics
 
 log = structlog.get_logger(__name__)
 
@@ -27,10 +39,18 @@ class Reject(Exception):
 class Consumer:
     """Consumes one queue with at most ``prefetch`` messages in flight."""
 
-    def __init__(self, queue: AbstractQueue, handler: Handler, *, prefetch: int) -> None:
+    def __init__(
+        self,
+        queue: AbstractQueue,
+        handler: Handler,
+        *,
+        prefetch: int,
+        dead_letters: AbstractExchange | None = None,
+    ) -> None:
         self.queue = queue
         self.handler = handler
         self.prefetch = prefetch
+        self.dead_letters = dead_letters
         self._tag: str | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
@@ -59,15 +79,51 @@ class Consumer:
                 await self.handler(message)
             except Reject as exc:
                 log.warning("message rejected", reason=str(exc), type=message.type)
-                await message.reject(requeue=False)
+                await self._dead_letter(message, f"rejected: {exc}", "rejected")
             except asyncio.CancelledError:
                 await _safe_nack(message)
                 raise
-            except Exception:
-                log.exception("message failed; requeued", type=message.type)
-                await _safe_nack(message)
+            except Exception as exc:
+                deliveries = _delivery_count(message) + 1
+                if deliveries >= DELIVERY_LIMIT:
+                    log.exception("message failed on its last delivery", type=message.type)
+                    await self._dead_letter(
+                        message, f"failed {deliveries} times: {exc!r}", "delivery_limit"
+                    )
+                else:
+                    log.exception("message failed; requeued", type=message.type)
+                    await _safe_nack(message)
             else:
                 await message.ack()
+
+    async def _dead_letter(self, message: AbstractIncomingMessage, reason: str, kind: str) -> None:
+        metrics().messages_dead_lettered.labels(queue=self.queue.name, reason=kind).inc()
+        if self.dead_letters is not None:
+            try:
+                await self.dead_letters.publish(
+                    aio_pika.Message(
+                        body=message.body,
+                        headers={
+                            **(message.headers or {}),
+                            "x-dialer-reason": reason[:1000],
+                            "x-dialer-queue": self.queue.name,
+                        },
+                        content_type=message.content_type,
+                        message_id=message.message_id,
+                        type=message.type,
+                        timestamp=message.timestamp,
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    ),
+                    routing_key=self.queue.name,
+                )
+                await message.ack()
+                return
+            except Exception:
+                log.warning("dead-letter publish failed; rejecting instead")
+        try:
+            await message.reject(requeue=False)
+        except Exception:
+            log.warning("reject failed; the broker will redeliver")
 
     async def stop(self, drain_seconds: float = 30.0) -> None:
         """Stop taking messages, then wait for the ones in flight to finish."""
@@ -78,6 +134,12 @@ class Consumer:
             await asyncio.wait_for(self._idle.wait(), drain_seconds)
         except TimeoutError:
             log.warning("drain timed out", inflight=len(self._inflight))
+
+
+def _delivery_count(message: AbstractIncomingMessage) -> int:
+    """Earlier deliveries of this message (quorum queues count them in a header)."""
+    value = (message.headers or {}).get("x-delivery-count", 0)
+    return value if isinstance(value, int) else 0
 
 
 async def _safe_nack(message: AbstractIncomingMessage) -> None:

@@ -1,21 +1,23 @@
 """Campaign use cases: create, append, list, details, delete a call, delete a number.
 
 Each operation checks tenancy, applies the domain rules with ``now`` from the clock,
-writes through the repositories and, after the write, publishes its event(s) to the
-events exchange. Failures a client can cause raise the error tree of
-``shared.domain.errors``; the API maps them to HTTP in one place.
+writes through the repositories and stores its event(s) in the transactional outbox
+in the same transaction as the change that commits it; after the commit the events
+are published (a crash or a broker outage leaves them to the outbox relay). Failures
+a client can cause raise the error tree of ``shared.domain.errors``; the API maps them
+to HTTP in one place.
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
+from pymongo.asynchronous.client_session import AsyncClientSession
 
 from shared.clock import Clock
 from shared.domain.attempts import first_attempt_due, max_attempts
@@ -47,9 +49,10 @@ from shared.domain.phone import InvalidPhoneNumber, normalize_phone
 from shared.domain.status import FINAL_CAMPAIGN_STATUSES, CallStatus, CampaignStatus
 from shared.domain.window import CallingWindow, day_of
 from shared.messaging.envelope import Envelope
+from shared.messaging.outbox import Entry, Outbox, Sender
 from shared.storage.calls import CallRepository
 from shared.storage.campaigns import CampaignRepository, empty_stats
-from shared.storage.mongo import Database, Document
+from shared.storage.mongo import Database, Document, in_transaction
 
 log = structlog.get_logger(__name__)
 
@@ -57,14 +60,6 @@ CAMPAIGN_CREATED = "campaign.created"
 CAMPAIGN_APPENDED = "campaign.appended"
 CALL_DELETED = "call.deleted"
 CALL_RETRIES_CANCELLED = "call.retries_cancelled"
-
-
-class EventPublisher(Protocol):
-    """Where events go (``shared.messaging.connection.Publisher`` in production)."""
-
-    async def event(self, envelope: Envelope) -> None: ...
-
-    async def events(self, envelopes: Iterable[Envelope]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -89,7 +84,7 @@ class CampaignService:
     def __init__(
         self,
         db: Database,
-        publisher: EventPublisher,
+        publisher: Sender,
         clock: Clock,
         *,
         default_firm_max_speed: int,
@@ -97,10 +92,10 @@ class CampaignService:
     ) -> None:
         self.campaigns = CampaignRepository(db)
         self.calls = CallRepository(db)
-        self.publisher = publisher
+        self.db = db
+        self.outbox = Outbox(db, publisher, publish_timeout=publish_timeout)
         self.clock = clock
         self.default_firm_max_speed = default_firm_max_speed
-        self.publish_timeout = publish_timeout
 
     # -- commands --------------------------------------------------------------------------
     async def create(self, firm_id: str, req: CreateCampaignRequest) -> CreateCampaignResponse:
@@ -140,10 +135,8 @@ class CampaignService:
             "lease_owner": None,
             "lease_until": None,
         }
-        await self.campaigns.insert(campaign)
         added, duplicates = len(kept), new.duplicates + len(dropped)
-        log.info("campaign created", campaign_uuid=campaign_uuid, firm_id=firm_id, calls=added)
-        await self._publish(
+        created = self._event(
             CAMPAIGN_CREATED,
             firm_id,
             campaign_uuid,
@@ -156,6 +149,14 @@ class CampaignService:
                 "seq_to": len(new.docs),
             },
         )
+
+        async def commit(s: AsyncClientSession) -> None:
+            await self.campaigns.insert(campaign, session=s)
+            await self.outbox.stage(s, [created])
+
+        await in_transaction(self.db, commit)
+        log.info("campaign created", campaign_uuid=campaign_uuid, firm_id=firm_id, calls=added)
+        await self.outbox.deliver([created])
         return CreateCampaignResponse.model_validate(
             {
                 **_campaign_view(campaign),
@@ -187,15 +188,9 @@ class CampaignService:
         for offset, doc in enumerate(new.docs):
             doc["seq"] = first + offset
         dropped = await self.calls.insert_many(new.docs)
-        if dropped:
-            await self.campaigns.inc_stats(
-                campaign_uuid, {"total": -len(dropped), CallStatus.PENDING.value: -len(dropped)}
-            )
         kept = [d for i, d in enumerate(new.docs) if i not in dropped]
-        await self.calls.inc_pages(campaign_uuid, [d["seq"] for d in kept])
         duplicates = new.duplicates + len(dropped)
-        log.info("records appended", campaign_uuid=campaign_uuid, calls=len(kept))
-        await self._publish(
+        appended = self._event(
             CAMPAIGN_APPENDED,
             firm_id,
             campaign_uuid,
@@ -208,6 +203,20 @@ class CampaignService:
                 "seq_to": first + len(new.docs),
             },
         )
+
+        async def commit(s: AsyncClientSession) -> None:
+            if dropped:
+                await self.campaigns.inc_stats(
+                    campaign_uuid,
+                    {"total": -len(dropped), CallStatus.PENDING.value: -len(dropped)},
+                    session=s,
+                )
+            await self.calls.inc_pages(campaign_uuid, [d["seq"] for d in kept], session=s)
+            await self.outbox.stage(s, [appended])
+
+        await in_transaction(self.db, commit)
+        log.info("records appended", campaign_uuid=campaign_uuid, calls=len(kept))
+        await self.outbox.deliver([appended])
         return AppendRecordsResponse(
             campaign_uuid=campaign_uuid,
             call_records_added=len(kept),
@@ -222,47 +231,59 @@ class CampaignService:
         campaign_uuid = campaign["_id"]
         call_uuid = _canonical_uuid(call_uuid, "call")
         for _ in range(10):
-            now = self.clock.now()
-            call = await self.calls.get(campaign_uuid, call_uuid)
-            if call is None:
-                raise NotFound(f"call {call_uuid} not found in this campaign")
-            status = call["status"]
-            if status == CallStatus.PENDING.value:
-                deleted = await self.calls.delete_pending(campaign_uuid, call["seq"], now)
-                if deleted is None:
-                    continue  # claimed meanwhile: look again
-                await self._publish(
-                    CALL_DELETED,
-                    firm_id,
-                    campaign_uuid,
-                    now,
-                    {
-                        "call_uuid": call_uuid,
-                        "phone_number": deleted["phone_number"],
-                        "seq": deleted["seq"],
-                    },
-                )
+            if await self._delete_call_once(firm_id, campaign_uuid, call_uuid):
                 return DeletedCall(deleted=call_uuid)
-            if status == CallStatus.IN_PROGRESS.value:
-                matched, changed = await self.calls.request_cancel(campaign_uuid, call["seq"], now)
-                if not matched:
-                    continue  # finished meanwhile: look again
-                if changed:
-                    await self._publish(
-                        CALL_RETRIES_CANCELLED,
-                        firm_id,
-                        campaign_uuid,
-                        now,
-                        {"call_uuid": call_uuid},
-                    )
-                raise Conflict(
-                    f"call {call_uuid} is in progress and cannot be deleted; its retries are "
-                    "cancelled: no further attempt will be made after the current one"
-                )
-            raise Conflict(
-                f"call {call_uuid} already finished with status {status}; nothing was changed"
-            )
         raise Conflict(f"call {call_uuid} keeps changing state; try again")
+
+    async def _delete_call_once(self, firm_id: str, campaign_uuid: str, call_uuid: str) -> bool:
+        """One look at the call: True when deleted, False when it changed meanwhile."""
+        now = self.clock.now()
+        call = await self.calls.get(campaign_uuid, call_uuid)
+        if call is None:
+            raise NotFound(f"call {call_uuid} not found in this campaign")
+        status = call["status"]
+        entries: list[Entry] = []
+        if status == CallStatus.PENDING.value:
+
+            async def deleted_event(s: AsyncClientSession, doc: Document) -> None:
+                data = {
+                    "call_uuid": call_uuid,
+                    "phone_number": doc["phone_number"],
+                    "seq": doc["seq"],
+                }
+                entries[:] = [self._event(CALL_DELETED, firm_id, campaign_uuid, now, data)]
+                await self.outbox.stage(s, entries)
+
+            deleted = await self.calls.delete_pending(
+                campaign_uuid, call["seq"], now, deleted_event
+            )
+            if deleted is None:
+                return False  # claimed meanwhile: look again
+            await self.outbox.deliver(entries)
+            return True
+        if status == CallStatus.IN_PROGRESS.value:
+            cancelled = self._event(
+                CALL_RETRIES_CANCELLED, firm_id, campaign_uuid, now, {"call_uuid": call_uuid}
+            )
+
+            async def cancelled_event(s: AsyncClientSession, _: object) -> None:
+                entries[:] = [cancelled]
+                await self.outbox.stage(s, entries)
+
+            matched, changed = await self.calls.request_cancel(
+                campaign_uuid, call["seq"], now, cancelled_event
+            )
+            if not matched:
+                return False  # finished meanwhile: look again
+            if changed:
+                await self.outbox.deliver(entries)
+            raise Conflict(
+                f"call {call_uuid} is in progress and cannot be deleted; its retries are "
+                "cancelled: no further attempt will be made after the current one"
+            )
+        raise Conflict(
+            f"call {call_uuid} already finished with status {status}; nothing was changed"
+        )
 
     async def delete_phone(
         self, firm_id: str, campaign_uuid: str, phone_number: str
@@ -277,25 +298,29 @@ class CampaignService:
                 "invalid phone number", [ErrorDetail(("path", "phone_number"), str(exc))]
             ) from None
         now = self.clock.now()
-        out = await self.calls.delete_phone(campaign_uuid, phone, now)
-        if not out.found:
-            raise NotFound(f"no call with phone number {phone} in this campaign")
-        if out.in_progress:
-            raise Conflict(
-                f"{len(out.in_progress)} call(s) of {phone} are in progress; nothing was deleted"
-            )
-        await self._publish_all(
-            [
-                self._envelope(
+        entries: list[Entry] = []
+
+        async def announce(s: AsyncClientSession, deleted: list[Document]) -> None:
+            entries[:] = [
+                self._event(
                     CALL_DELETED,
                     firm_id,
                     campaign_uuid,
                     now,
                     {"call_uuid": d["_id"], "phone_number": phone, "seq": d["seq"]},
                 )
-                for d in out.deleted
+                for d in deleted
             ]
-        )
+            await self.outbox.stage(s, entries)
+
+        out = await self.calls.delete_phone(campaign_uuid, phone, now, announce)
+        if not out.found:
+            raise NotFound(f"no call with phone number {phone} in this campaign")
+        if out.in_progress:
+            raise Conflict(
+                f"{len(out.in_progress)} call(s) of {phone} are in progress; nothing was deleted"
+            )
+        await self.outbox.deliver(entries)
         return DeletedCalls(deleted=[d["_id"] for d in out.deleted])
 
     # -- queries ---------------------------------------------------------------------------
@@ -440,31 +465,18 @@ class CampaignService:
             docs.append(doc)
         return NewCalls(docs, duplicates)
 
-    def _envelope(
+    def _event(
         self, type_: str, firm_id: str, campaign_uuid: str, now: datetime, data: dict[str, Any]
-    ) -> Envelope:
-        return Envelope(
-            type=type_, occurred_at=now, firm_id=firm_id, campaign_uuid=campaign_uuid, data=data
-        )
-
-    async def _publish(
-        self, type_: str, firm_id: str, campaign_uuid: str, now: datetime, data: dict[str, Any]
-    ) -> None:
-        await self._publish_all([self._envelope(type_, firm_id, campaign_uuid, now, data)])
-
-    async def _publish_all(self, envelopes: Sequence[Envelope]) -> None:
-        """Publish after the write. The write is committed: a broker failure is logged, not
-        raised, so a client never retries (and duplicates) a change that already happened."""
-        if not envelopes:
-            return
-        try:
-            await asyncio.wait_for(self.publisher.events(envelopes), self.publish_timeout)
-        except Exception:
-            log.exception(
-                "event publish failed",
-                types=sorted({e.type for e in envelopes}),
-                campaign_uuid=envelopes[0].campaign_uuid,
+    ) -> Entry:
+        return Entry.event(
+            Envelope(
+                type=type_,
+                occurred_at=now,
+                firm_id=firm_id,
+                campaign_uuid=campaign_uuid,
+                data=data,
             )
+        )
 
 
 def _matches(

@@ -9,10 +9,10 @@ stay exact. See ``docs/DATA_MODEL.md``.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -28,6 +28,9 @@ DUPLICATE_KEY = 11000
 CALL_PROJECTION = {"dispatch": 0, "dedup_key": 0, "retry_at": 0, "days": 0}
 
 T = TypeVar("T")
+#: Called inside a write's transaction with what it changed, to store the events that
+#: announce the change in the same transaction (the transactional outbox).
+Announce = Callable[[AsyncClientSession, Any], Awaitable[None]]
 
 
 def _key(campaign_uuid: str, status: CallStatus, seq: int) -> Document:
@@ -156,7 +159,9 @@ class CallRepository:
             session=session,
         )
 
-    async def delete_pending(self, campaign_uuid: str, seq: int, now: datetime) -> Document | None:
+    async def delete_pending(
+        self, campaign_uuid: str, seq: int, now: datetime, announce: Announce | None = None
+    ) -> Document | None:
         """Delete call ``seq`` if it is PENDING (atomically with the counters); else ``None``."""
 
         async def work(s: AsyncClientSession) -> Document | None:
@@ -168,24 +173,35 @@ class CallRepository:
             if doc is not None:
                 await self._move_stats(campaign_uuid, CallStatus.PENDING.value, 1, now, s)
                 await self.inc_pages(campaign_uuid, [doc["seq"]], -1, session=s)
+                if announce is not None:
+                    await announce(s, doc)
             return doc
 
         return await in_transaction(self.db, work)
 
     async def request_cancel(
-        self, campaign_uuid: str, seq: int, now: datetime
+        self, campaign_uuid: str, seq: int, now: datetime, announce: Announce | None = None
     ) -> tuple[bool, bool]:
         """Mark an IN_PROGRESS call: no attempt after the current one.
 
         Returns (matched, changed): a second request matches again but changes nothing.
         """
-        res = await self.col.update_one(
-            _key(campaign_uuid, CallStatus.IN_PROGRESS, seq),
-            {"$set": {"cancel_requested": True}},
-        )
-        return res.matched_count == 1, res.modified_count == 1
 
-    async def delete_phone(self, campaign_uuid: str, phone: str, now: datetime) -> PhoneDelete:
+        async def work(s: AsyncClientSession) -> tuple[bool, bool]:
+            res = await self.col.update_one(
+                _key(campaign_uuid, CallStatus.IN_PROGRESS, seq),
+                {"$set": {"cancel_requested": True, "updated_at": now}},
+                session=s,
+            )
+            if res.modified_count == 1 and announce is not None:
+                await announce(s, None)
+            return res.matched_count == 1, res.modified_count == 1
+
+        return await in_transaction(self.db, work)
+
+    async def delete_phone(
+        self, campaign_uuid: str, phone: str, now: datetime, announce: Announce | None = None
+    ) -> PhoneDelete:
         """Delete every PENDING call of ``phone``; nothing at all if one is IN_PROGRESS.
 
         One transaction reads the number's calls and deletes the PENDING ones with the
@@ -222,6 +238,8 @@ class CallRepository:
             await self._move_stats(campaign_uuid, CallStatus.PENDING.value, len(pending), now, s)
             await self.inc_pages(campaign_uuid, [d["seq"] for d in pending], -1, session=s)
             out.deleted = sorted(pending, key=lambda d: d["seq"])
+            if announce is not None:
+                await announce(s, out.deleted)
             return out
 
         return await in_transaction(self.db, work)

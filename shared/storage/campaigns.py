@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from pymongo import ReturnDocument
+from pymongo.asynchronous.client_session import AsyncClientSession
 
 from shared.domain.status import CallStatus, CampaignStatus
 from shared.storage.mongo import Database, Document
@@ -39,9 +40,9 @@ class CampaignRepository:
         """The campaign document without the engine's lease fields, or ``None``."""
         return await self.col.find_one({"_id": campaign_uuid}, {"lease_owner": 0, "lease_until": 0})
 
-    async def insert(self, doc: Document) -> None:
+    async def insert(self, doc: Document, session: AsyncClientSession | None = None) -> None:
         """Insert a new campaign: the commit point of a create."""
-        await self.col.insert_one(doc)
+        await self.col.insert_one(doc, session=session)
 
     async def reserve_append(
         self,
@@ -76,7 +77,11 @@ class CampaignRepository:
         )
 
     async def inc_stats(
-        self, campaign_uuid: str, delta: Mapping[str, int], now: datetime | None = None
+        self,
+        campaign_uuid: str,
+        delta: Mapping[str, int],
+        now: datetime | None = None,
+        session: AsyncClientSession | None = None,
     ) -> None:
         """Move ``stats`` counters by ``delta`` (for example ``{"PENDING": -1, "total": -1}``)."""
         inc = {f"stats.{key}": value for key, value in delta.items() if value}
@@ -85,4 +90,4 @@ class CampaignRepository:
         update: dict[str, Any] = {"$inc": inc}
         if now is not None:
             update["$set"] = {"updated_at": now}
-        await self.col.update_one({"_id": campaign_uuid}, update)
+        await self.col.update_one({"_id": campaign_uuid}, update, session=session)

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.errors import BulkWriteError
 
 from shared.domain.attempts import Settlement, settle_attempt
 from shared.domain.messages import AttemptResult
@@ -30,6 +31,11 @@ from shared.storage.mongo import Database, Document, in_transaction
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ACTIVE = [CampaignStatus.PENDING.value, CampaignStatus.PROCESSING.value]
+DUPLICATE_KEY = 11000
+
+#: Called inside a write's transaction with what it changed, to store the messages that
+#: announce the change in the same transaction (the transactional outbox).
+Announce = Callable[[AsyncClientSession, Any], Awaitable[None]]
 
 
 def window_of(campaign: Document) -> CallingWindow:
@@ -54,6 +60,7 @@ class EngineStore:
         self.campaigns = db["campaigns"]
         self.calls = db["calls"]
         self.schedulers = db["schedulers"]
+        self.dial_attempts = db["dial_attempts"]
 
     # -- leases and membership ------------------------------------------------------
     async def heartbeat(self, scheduler_id: str, now: datetime, lease: timedelta) -> int:
@@ -118,12 +125,22 @@ class EngineStore:
         new: CampaignStatus,
         now: datetime,
         extra_filter: dict[str, Any] | None = None,
+        announce: Announce | None = None,
     ) -> bool:
-        res = await self.campaigns.update_one(
-            {"_id": campaign_uuid, "status": old.value, **(extra_filter or {})},
-            {"$set": {"status": new.value, "updated_at": now}},
-        )
-        return res.modified_count == 1
+        """Move the campaign from ``old`` to ``new`` (and announce it in the same transaction)."""
+
+        async def work(s: AsyncClientSession) -> bool:
+            res = await self.campaigns.update_one(
+                {"_id": campaign_uuid, "status": old.value, **(extra_filter or {})},
+                {"$set": {"status": new.value, "updated_at": now}},
+                session=s,
+            )
+            if res.modified_count == 1 and announce is not None:
+                await announce(s, new)
+            return res.modified_count == 1
+
+        done: bool = await in_transaction(self.db, work)
+        return done
 
     # -- dispatch -------------------------------------------------------------------
     async def first_attempts(
@@ -155,13 +172,14 @@ class EngineStore:
         seqs: Sequence[int],
         now: datetime,
         attempt_lease: timedelta,
+        announce: Announce | None = None,
     ) -> tuple[list[Document], bool]:
         """Atomically reserve slots and move the chosen PENDING calls to IN_PROGRESS.
 
         Returns the claimed call documents (with their new attempt number) and whether
         the slots could be reserved at all. Calls that stopped being PENDING meanwhile
         (deleted, claimed elsewhere) are skipped and their slots released in the same
-        transaction.
+        transaction. ``announce`` stores the dial commands with the claim.
         """
         if not seqs:
             return [], True
@@ -212,10 +230,14 @@ class EngineStore:
             cursor = self.calls.find(
                 _calls_at(campaign_uuid, CallStatus.IN_PROGRESS, seqs), session=s
             )
-            return [d async for d in cursor if d["dispatch"]["token"] == token], True
+            mine = [d async for d in cursor if d["dispatch"]["token"] == token]
+            claimed = sorted(mine, key=lambda d: int(d["seq"]))
+            if claimed and announce is not None:
+                await announce(s, claimed)
+            return claimed, True
 
         claimed, reserved = await in_transaction(self.db, work)
-        return sorted(claimed, key=lambda d: d["seq"]), reserved
+        return claimed, reserved
 
     async def overdue_attempts(self, campaign_uuid: str, now: datetime) -> list[Document]:
         """IN_PROGRESS calls whose attempt lease expired (their worker died or was lost)."""
@@ -225,9 +247,38 @@ class EngineStore:
         )
         return [d async for d in cursor if d["dispatch"]["deadline"] <= now]
 
+    async def fence(self, calls: Sequence[Document], now: datetime) -> set[str]:
+        """Make sure no worker dials these overdue attempts from now on.
+
+        Stores the (call, attempt) claim a worker takes before dialing. Returns the calls
+        whose claim was stored here: no worker had taken their dial command, and a late
+        copy of it will be dropped. For the others a worker took the command and then
+        died or went silent.
+        """
+        if not calls:
+            return set()
+        ids = {f"{c['_id']}:{c['attempts']}": c["_id"] for c in calls}
+        docs = [{"_id": k, "worker": "lease-expired", "claimed_at": now} for k in ids]
+        taken: set[str] = set()
+        try:
+            await self.dial_attempts.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            for error in exc.details.get("writeErrors", []):
+                if error.get("code") != DUPLICATE_KEY:
+                    raise
+                taken.add(str(docs[int(error["index"])]["_id"]))
+        return {call for key, call in ids.items() if key not in taken}
+
     # -- settlement -----------------------------------------------------------------
-    async def settle(self, results: Sequence[AttemptResult], now: datetime) -> list[Settled]:
+    async def settle(
+        self,
+        results: Sequence[AttemptResult],
+        now: datetime,
+        announce: Announce | None = None,
+    ) -> list[Settled]:
         """Store a batch of attempt results with one bulk write per collection.
+
+        ``announce`` stores the ``call.finished`` events in the same transaction.
 
         Idempotent: a result whose attempt is no longer IN_PROGRESS (already stored,
         or recovered after its lease expired) changes nothing.
@@ -303,6 +354,8 @@ class EngineStore:
                         },
                         session=s,
                     )
+                if announce is not None:
+                    await announce(s, settled)
             return settled
 
         out: list[Settled] = await in_transaction(self.db, work)
@@ -406,9 +459,20 @@ def _settle_op(
     )
 
 
-def lost_attempt(call: Document, campaign_uuid: str, now: datetime) -> AttemptResult:
-    """The honest record of an attempt whose worker never reported (lease expired)."""
+def lost_attempt(
+    call: Document, campaign_uuid: str, now: datetime, *, taken: bool = True
+) -> AttemptResult:
+    """The honest record of an attempt whose worker never reported (lease expired).
+
+    ``taken``: a worker took the dial command (and died or went silent); otherwise no
+    worker took it in time and it is fenced off (see :meth:`EngineStore.fence`).
+    """
     dispatch = call["dispatch"]
+    reason = (
+        "attempt lease expired: the dialer worker took the call and did not report"
+        if taken
+        else "attempt lease expired: no dialer worker took the dial command; not dialed"
+    )
     return AttemptResult(
         call_uuid=call["_id"],
         campaign_uuid=campaign_uuid,
@@ -417,5 +481,5 @@ def lost_attempt(call: Document, campaign_uuid: str, now: datetime) -> AttemptRe
         outcome=Outcome.FAILED,
         started_at=dispatch["claimed_at"],
         ended_at=now,
-        provider={"reason": "attempt lease expired: the dialer worker did not report"},
+        provider={"reason": reason},
     )

@@ -48,6 +48,7 @@ INDEXES: dict[str, list[IndexModel]] = {
             [("campaign_uuid", ASCENDING), ("retry_at", ASCENDING)], name="campaign_retry_at"
         ),
     ],
+    "outbox": [IndexModel([("created_at", ASCENDING)], name="created_at")],
     "call_pages": [
         IndexModel([("campaign_uuid", ASCENDING), ("block", ASCENDING)], name="campaign_block")
     ],

@@ -144,8 +144,5 @@ async def test_health_503_and_endpoints_503_when_mongodb_is_down(api: Api) -> No
 
 
 class _NoEvents:
-    async def event(self, envelope: object) -> None:
-        raise AssertionError("nothing is published when nothing changed")
-
-    async def events(self, envelopes: object) -> None:
+    async def send(self, entries: object) -> None:
         raise AssertionError("nothing is published when nothing changed")

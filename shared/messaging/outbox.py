@@ -1,0 +1,143 @@
+"""Transactional outbox: a message is stored with the state change it announces.
+
+A writer builds :class:`Entry` values, stores them with :meth:`Outbox.stage` inside the
+same MongoDB transaction as the change, and after the commit hands them to
+:meth:`Outbox.deliver`, which publishes them with publisher confirms and then deletes
+them. If the process dies (or the broker is away) between the commit and the delete,
+the entries stay in the ``outbox`` collection and a relay (:meth:`Outbox.relay_once`,
+run by every API and scheduler process) publishes them once they are older than a
+grace period. Delivery is therefore at least once: a message can be published twice
+(a relay racing a slow writer), with the same ``message_id``; every consumer of the
+project is idempotent (dial commands by (call, attempt), results by the attempt
+still being in progress, campaign events by lease).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal, Protocol
+
+import structlog
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from shared.messaging.envelope import Envelope
+from shared.messaging.topology import event_key
+from shared.storage.mongo import Database, Document
+
+log = structlog.get_logger(__name__)
+
+Target = Literal["events", "work"]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Entries published per relay round.
+RELAY_BATCH = 500
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One message to publish: the exchange (events or work), its routing key, the body."""
+
+    target: Target
+    routing_key: str
+    envelope: Envelope
+
+    @classmethod
+    def event(cls, envelope: Envelope) -> Entry:
+        assert envelope.campaign_uuid is not None
+        return cls("events", event_key(envelope.type, envelope.campaign_uuid), envelope)
+
+    @classmethod
+    def work(cls, routing_key: str, envelope: Envelope) -> Entry:
+        return cls("work", routing_key, envelope)
+
+    def to_doc(self, created_at: datetime) -> Document:
+        return {
+            "_id": self.envelope.message_id,
+            "target": self.target,
+            "routing_key": self.routing_key,
+            "body": self.envelope.model_dump_json(),
+            "created_at": created_at,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: Document) -> Entry:
+        return cls(doc["target"], doc["routing_key"], Envelope.model_validate_json(doc["body"]))
+
+
+class Sender(Protocol):
+    """Publishes entries with confirms (``shared.messaging.connection.Publisher``)."""
+
+    async def send(self, entries: Sequence[Entry]) -> None: ...
+
+
+class Outbox:
+    def __init__(self, db: Database, sender: Sender, *, publish_timeout: float = 10.0) -> None:
+        self.col = db["outbox"]
+        self.sender = sender
+        self.publish_timeout = publish_timeout
+
+    async def stage(self, session: AsyncClientSession, entries: Sequence[Entry]) -> None:
+        """Store ``entries`` in the caller's transaction (one insert)."""
+        if entries:
+            now = datetime.now(UTC)  # wall time: the relay's grace is in wall seconds
+            await self.col.insert_many([e.to_doc(now) for e in entries], session=session)
+
+    async def deliver(self, entries: Sequence[Entry]) -> bool:
+        """After the commit: publish, then delete. A failure is logged, not raised: the
+        change is committed and the relay publishes the entries later."""
+        if not entries:
+            return True
+        try:
+            await asyncio.wait_for(self.sender.send(entries), self.publish_timeout)
+        except Exception as exc:
+            log.warning(
+                "publish failed; the outbox relay will deliver",
+                entries=len(entries),
+                error=repr(exc),
+            )
+            return False
+        try:
+            await self.col.delete_many({"_id": {"$in": [e.envelope.message_id for e in entries]}})
+        except Exception as exc:  # published: at worst the relay publishes them again
+            log.warning("outbox delete failed", entries=len(entries), error=repr(exc))
+        return True
+
+    async def relay_once(self, grace: timedelta) -> int:
+        """Publish entries older than ``grace`` (left by a crash or a broker outage)."""
+        cutoff = datetime.now(UTC) - grace
+        cursor = (
+            # Both bounds: a one-sided range walks the collection on the embedded server.
+            self.col.find({"created_at": {"$gte": EPOCH, "$lt": cutoff}})
+            .sort("created_at", 1)
+            .limit(RELAY_BATCH)
+        )
+        docs = [d async for d in cursor]
+        if not docs:
+            return 0
+        entries = [Entry.from_doc(d) for d in docs]
+        if await self.deliver(entries):
+            log.info("outbox relay published", entries=len(entries))
+            return len(entries)
+        return 0
+
+    async def backlog(self) -> int:
+        """Entries not yet published and deleted (in flight or waiting for the relay)."""
+        return int(await self.col.count_documents({}))
+
+    async def relay_forever(self, interval: float, grace: timedelta) -> None:
+        from shared.metrics import metrics  # the metrics registry is process-wide
+
+        while True:
+            try:
+                relayed = await self.relay_once(grace)
+                metrics().outbox_relayed.inc(relayed)
+                metrics().outbox_backlog.set(await self.backlog())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox relay round failed", error=repr(exc))
+                relayed = 0
+            if relayed < RELAY_BATCH:
+                await asyncio.sleep(interval)
