@@ -1,5 +1,5 @@
 # Everyday tasks. `make run` and `make test` bootstrap everything on a fresh machine.
-.PHONY: run test unit lint typecheck fmt demo clean
+.PHONY: run test unit lint typecheck fmt demo clean bench bench-scale
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -17,12 +17,18 @@ unit:           ## the unit tests only (no servers)
 	@bash scripts/test.sh tests/unit
 
 lint:           ## ruff check and format check
-	$(VENV)/bin/ruff check shared services tests
-	$(VENV)/bin/ruff format --check shared services tests
+	$(VENV)/bin/ruff check shared services tests bench
+	$(VENV)/bin/ruff format --check shared services tests bench
 
 fmt:
-	$(VENV)/bin/ruff format shared services tests
-	$(VENV)/bin/ruff check --fix shared services tests
+	$(VENV)/bin/ruff format shared services tests bench
+	$(VENV)/bin/ruff check --fix shared services tests bench
+
+bench:          ## the benchmark suite, each figure beside a baseline (< 20 min; BENCHMARKS.md)
+	@bash bench/run.sh suite $(BENCH_ARGS)
+
+bench-scale:    ## a 1,000,000-call campaign appended in batches and dialed (BENCH_ARGS="--calls N")
+	@bash bench/run.sh scale $(BENCH_ARGS)
 
 typecheck:      ## mypy --strict on shared/ and services/
 	$(VENV)/bin/mypy

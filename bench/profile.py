@@ -1,0 +1,48 @@
+"""Summaries of `py-spy record --format raw` samples: where each process spent its CPU."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+#: "function (file:line)" → "function (file)": lines split one function's samples.
+_LINE = re.compile(r":\d+\)$")
+
+
+def summarise(path: Path, top: int = 12) -> dict[str, list[tuple[str, float]]]:
+    """Shares of samples: by innermost function (self) and by function anywhere on the
+    stack (inclusive), each the ``top`` largest."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        frames = [_LINE.sub(")", f) for f in stack.split(";")]
+        total += n
+        own[frames[-1]] += n
+        for frame in set(frames):
+            inclusive[frame] += n
+    if not total:
+        return {"self": [], "inclusive": []}
+    return {
+        "samples": [("total", float(total))],
+        "self": [(f, n / total) for f, n in own.most_common(top)],
+        "inclusive": [(f, n / total) for f, n in inclusive.most_common(top)],
+    }
+
+
+def render(rundir: Path) -> str:
+    out = []
+    for path in sorted(rundir.glob("*.pyspy.txt")):
+        summary = summarise(path)
+        name = path.name.removesuffix(".pyspy.txt")
+        samples = int(summary.get("samples", [("", 0.0)])[0][1])
+        out.append(f"== {name}: {samples} samples (50/s while on CPU)")
+        for kind in ("self", "inclusive"):
+            out.append(f"  {kind}:")
+            out.extend(f"    {share:6.1%}  {frame}" for frame, share in summary[kind])
+    return "\n".join(out)
