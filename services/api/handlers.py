@@ -24,7 +24,12 @@ from services.api.state import (
     SERVICE,
     api_key,
 )
-from shared.domain.errors import PayloadTooLarge, UnsupportedMediaType
+from shared.domain.errors import (
+    ErrorDetail,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from shared.domain.models import (
     AppendRecordsRequest,
     CreateCampaignRequest,
@@ -68,6 +73,8 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
         return model.model_validate_json(raw)
     except ValidationError as exc:
         raise errors.from_validation_error(exc, "body") from None
+    except OverflowError:
+        raise _out_of_range("body") from None
 
 
 def parse_query(request: web.Request, model: type[M]) -> M:
@@ -76,6 +83,18 @@ def parse_query(request: web.Request, model: type[M]) -> M:
         return model.model_validate(dict(request.query))
     except ValidationError as exc:
         raise errors.from_validation_error(exc, "query") from None
+    except OverflowError:
+        raise _out_of_range("query") from None
+
+
+def _out_of_range(where: str) -> ValidationFailed:
+    """A datetime whose UTC value falls outside years 1-9999 (found by fuzzing): the models'
+    validators let the OverflowError escape instead of a validation error."""
+    what = "the request body is" if where == "body" else f"the {where} parameters are"
+    return ValidationFailed(
+        f"{what} invalid (1 problem(s))",
+        [ErrorDetail((where,), "a datetime is out of range (years 1 to 9999 in UTC)")],
+    )
 
 
 @requires_key
