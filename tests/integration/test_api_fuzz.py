@@ -29,7 +29,7 @@ from services.api.auth import HEADER
 from tests.integration.test_api_errors import assert_shape
 from tests.integration.test_api_support import Api
 
-#: examples per operation and generation mode: (9 + 6 operations) x 25, ~10 s here
+#: examples per operation and generation mode: (9 + 6 operations) x 50, ~15 s here
 EXAMPLES = 50
 CHECKS = [
     not_a_server_error,
