@@ -122,3 +122,16 @@ def test_zero_disables_the_limit() -> None:
     limiter = RateLimiter(per_second=0, burst=1)
     assert all(limiter.acquire("k") == 0 for _ in range(1000))
     assert len(limiter) == 0
+
+
+async def test_the_openapi_document_describes_429_and_idempotency_keys(api: Api) -> None:
+    status, spec = await api.call("GET", "/api/v1/openapi.json", key=None)
+    assert status == 200
+    for path, methods in spec["paths"].items():
+        for method, op in methods.items():
+            protected = "security" in op
+            assert ("429" in op["responses"]) == protected, (method, path)
+            if protected:
+                assert op["responses"]["429"]["headers"]["Retry-After"]["required"] is True
+            names = {p["name"] for p in op.get("parameters", []) if p["in"] == "header"}
+            assert ("Idempotency-Key" in names) == (method == "post"), (method, path)
