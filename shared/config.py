@@ -43,6 +43,12 @@ class CommonSettings(BaseSettings):
     drain_seconds: float = Field(
         120.0, gt=0, description="on SIGTERM, how long work in flight may take to finish"
     )
+    session_fence_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="a process silent this long (wall s) is presumed dead: its open "
+        "database transactions are aborted so they stop blocking others",
+    )
     outbox_relay_seconds: float = Field(
         1.0, gt=0, description="how often the outbox relay looks for unpublished messages (wall s)"
     )

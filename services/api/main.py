@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import uuid
 from datetime import timedelta
 
 import structlog
@@ -22,7 +25,8 @@ from shared.runtime import run_until_signal
 from shared.service.campaigns import CampaignService
 from shared.storage.idempotency import IdempotencyStore
 from shared.storage.keys import ApiKeyRepository
-from shared.storage.mongo import ensure_indexes, make_client
+from shared.storage.mongo import ensure_indexes, make_client, set_transaction_hook
+from shared.storage.sessions import SessionFence
 
 log = structlog.get_logger(__name__)
 
@@ -66,6 +70,13 @@ def run(settings: ApiSettings) -> int:
             site = web.TCPSite(runner, settings.api_host, settings.api_port)
             await site.start()
             log.info("api listening", host=settings.api_host, port=settings.api_port)
+            fence = SessionFence(
+                db, f"api:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}", "api"
+            )
+            set_transaction_hook(fence.register)
+            fencing = asyncio.create_task(
+                fence.run(timedelta(seconds=settings.session_fence_seconds))
+            )
             relay = asyncio.create_task(
                 service.outbox.relay_forever(
                     settings.outbox_relay_seconds,
@@ -77,6 +88,8 @@ def run(settings: ApiSettings) -> int:
             await commands.stop(settings.drain_seconds)
             await runner.cleanup()
             relay.cancel()
+            fencing.cancel()
+            await fence.leave()
         finally:
             await connection.close()
             await client.close()

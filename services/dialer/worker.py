@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime
 
 import structlog
@@ -18,12 +19,14 @@ from shared.messaging.envelope import Envelope
 from shared.messaging.topology import RESULT_KEY
 from shared.metrics import metrics
 from shared.storage.batching import GroupInserter
-from shared.storage.mongo import Database
+from shared.storage.mongo import Database, is_transient
 
 log = structlog.get_logger(__name__)
 
 #: How long (wall seconds) a worker keeps trying to publish a result after dialing.
 REPORT_RETRY_SECONDS = 300.0
+#: How long (wall seconds) a worker keeps trying to store its claim on an attempt.
+CLAIM_RETRY_SECONDS = 60.0
 
 
 class DialHandler:
@@ -62,13 +65,7 @@ class DialHandler:
     async def handle(self, command: DialCommand, firm_id: str | None) -> None:
         # The claim on (call, attempt) is stored before dialing: a redelivered command
         # (or one published twice) finds it and is dropped, so an attempt is dialed once.
-        fresh = await self.claims.insert(
-            {
-                "_id": f"{command.call_uuid}:{command.attempt}",
-                "worker": self.worker_id,
-                "claimed_at": self.clock.now(),
-            }
-        )
+        fresh = await self._claim(command)
         if not fresh:
             log.warning("duplicate dial command dropped")
             metrics().dial_commands.labels(result="duplicate").inc()
@@ -100,6 +97,30 @@ class DialHandler:
         if result.dialed:
             m.attempt_seconds.labels(outcome=result.outcome.value).observe(result.duration_seconds)
         log.info("attempt ended", outcome=result.outcome.value)
+
+    async def _claim(self, command: DialCommand) -> bool:
+        """Store the (call, attempt) claim; False if someone else holds it.
+
+        An insert whose answer was lost to a database outage may have landed: it is
+        retried, and a duplicate that carries this try's nonce is our own claim.
+        """
+        key = f"{command.call_uuid}:{command.attempt}"
+        nonce = uuid.uuid4().hex
+        doc = {"_id": key, "worker": self.worker_id, "nonce": nonce, "claimed_at": self.clock.now()}
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + CLAIM_RETRY_SECONDS, 0.1
+        while True:
+            try:
+                if await self.claims.insert(doc):
+                    return True
+                held = await self.attempts.find_one({"_id": key}, {"nonce": 1})
+                return held is not None and held.get("nonce") == nonce
+            except Exception as exc:
+                if not is_transient(exc) or loop.time() + delay > deadline:
+                    raise
+                log.warning("claiming the attempt failed; retrying", error=repr(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _report(self, result: AttemptResult, firm_id: str | None) -> None:
         """Publish the result (confirmed). The call has been placed, so its result must

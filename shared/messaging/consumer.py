@@ -3,6 +3,9 @@
 The outcome of a message is decided in one place (`_handle`) from typed exceptions:
 - handler returns → ack;
 - :class:`Reject` → dead-lettered at once with the reason;
+- a transient error (the database or the broker is restarting) → the handler is run
+  again in place with a back-off, for up to ``transient_seconds``: an outage is not
+  the message's fault and must not use up its deliveries (handlers are idempotent);
 - any other exception → requeue, until the message's last allowed delivery: then it is
   dead-lettered with the error as its reason (the quorum queue's delivery limit would
   dead-letter it anyway, without our reason), so a poison message is never retried
@@ -26,6 +29,7 @@ from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractQueu
 
 from shared.messaging.topology import DELIVERY_LIMIT
 from shared.metrics import metrics
+from shared.storage.mongo import is_transient
 
 log = structlog.get_logger(__name__)
 
@@ -46,11 +50,13 @@ class Consumer:
         *,
         prefetch: int,
         dead_letters: AbstractExchange | None = None,
+        transient_seconds: float = 120.0,
     ) -> None:
         self.queue = queue
         self.handler = handler
         self.prefetch = prefetch
         self.dead_letters = dead_letters
+        self.transient_seconds = transient_seconds
         self._tag: str | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
@@ -76,7 +82,7 @@ class Consumer:
         bound = structlog.contextvars.bound_contextvars(message_id=message.message_id)
         with bound:
             try:
-                await self.handler(message)
+                await self._run_handler(message)
             except Reject as exc:
                 log.warning("message rejected", reason=str(exc), type=message.type)
                 await self._dead_letter(message, f"rejected: {exc}", "rejected")
@@ -95,6 +101,21 @@ class Consumer:
                     await _safe_nack(message)
             else:
                 await message.ack()
+
+    async def _run_handler(self, message: AbstractIncomingMessage) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.transient_seconds
+        delay = 0.2
+        while True:
+            try:
+                await self.handler(message)
+                return
+            except Exception as exc:
+                if not is_transient(exc) or loop.time() + delay > deadline:
+                    raise
+                log.warning("transient failure; handling again", error=repr(exc), type=message.type)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _dead_letter(self, message: AbstractIncomingMessage, reason: str, kind: str) -> None:
         metrics().messages_dead_lettered.labels(queue=self.queue.name, reason=kind).inc()

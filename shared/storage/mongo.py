@@ -77,8 +77,28 @@ async def ping(db: Database) -> bool:
     return True
 
 
+def is_transient(exc: BaseException) -> bool:
+    """A database error that goes away by itself (server restarting, network, failover)."""
+    if isinstance(exc, ConnectionFailure):
+        return True
+    return isinstance(exc, OperationFailure) and (
+        exc.has_error_label("TransientTransactionError")
+        or exc.has_error_label("RetryableWriteError")
+    )
+
+
 class Recheck(Exception):
     """A concurrent writer changed what the transaction read: abort it and start again."""
+
+
+#: Called with every session before a transaction starts on it (the process's
+#: :class:`shared.storage.sessions.SessionFence`, registered at start-up).
+_before_transaction: Callable[[AsyncClientSession], Awaitable[None]] | None = None
+
+
+def set_transaction_hook(hook: Callable[[AsyncClientSession], Awaitable[None]] | None) -> None:
+    global _before_transaction
+    _before_transaction = hook
 
 
 async def in_transaction(
@@ -93,6 +113,8 @@ async def in_transaction(
         last = attempt + 1 == attempts
         async with db.client.start_session() as session:
             try:
+                if _before_transaction is not None:
+                    await _before_transaction(session)
                 async with await session.start_transaction():
                     return await work(session)
             except Recheck:
