@@ -1,5 +1,5 @@
 # Everyday tasks. `make run` and `make test` bootstrap everything on a fresh machine.
-.PHONY: run test unit lint typecheck fmt demo clean bench bench-scale
+.PHONY: run test unit lint typecheck fmt demo clean bench bench-scale chaos
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -23,6 +23,9 @@ lint:           ## ruff check and format check
 fmt:
 	$(VENV)/bin/ruff format shared services tests bench
 	$(VENV)/bin/ruff check --fix shared services tests bench
+
+chaos:          ## fault-injection run: 5,000 calls while processes are SIGKILLed and the servers restart (CHAOS_ARGS="--help")
+	@bash scripts/chaos.sh $(CHAOS_ARGS)
 
 bench:          ## the benchmark suite, each figure beside a baseline (< 20 min; BENCHMARKS.md)
 	@bash bench/run.sh suite $(BENCH_ARGS)

@@ -52,15 +52,19 @@ ensure_venv() {
 
 docker_engine() { command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; }
 
-ensure_rabbitmq() {
-    if [ -n "${AMQP_URL:-}" ]; then log "using AMQP_URL from the environment"; return 0; fi
-    if [ "${1:-}" = "test" ] && docker_engine; then log "Docker engine found: tests use testcontainers"; return 0; fi
+install_rabbitmq() {
     if ! command -v rabbitmq-server >/dev/null 2>&1 && [ ! -x /usr/sbin/rabbitmq-server ]; then
         log "installing Debian's rabbitmq-server"
         as_root apt-get update -qq
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
     fi
     export PATH="$PATH:/usr/sbin"
+}
+
+ensure_rabbitmq() {
+    if [ -n "${AMQP_URL:-}" ]; then log "using AMQP_URL from the environment"; return 0; fi
+    if [ "${1:-}" = "test" ] && docker_engine; then log "Docker engine found: tests use testcontainers"; return 0; fi
+    install_rabbitmq
     if as_root rabbitmqctl -q status >/dev/null 2>&1; then
         log "RabbitMQ is running"
     else

@@ -119,3 +119,8 @@ class WorkerSettings(CommonSettings):
         60.0, ge=0, description="simulated: campaign seconds of talk when answered"
     )
     sim_seed: int | None = Field(None, description="simulated: random seed for outcomes")
+    sim_crash_drill: bool = Field(
+        False,
+        description="simulated: numbers ending 0007 make the worker exit right after "
+        "placing their first attempt, before reporting it (crash drill for tests)",
+    )

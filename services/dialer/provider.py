@@ -11,6 +11,10 @@ four digits of the E.164 number (all attempts unless noted):
 | 0004 | FAILED (provider error) |
 | 0005 | NO_ANSWER on the first attempt, ANSWERED on later ones |
 | 0006 | BUSY on every attempt but the last possible one (attempt 11), so retries are exercised |
+| 0007 | ANSWERED; a crash drill with SIM_CRASH_DRILL=true (below) |
+
+With SIM_CRASH_DRILL=true, the worker process dies (exit 70, no clean-up) right after
+placing the first attempt of a number ending in 0007, before reporting it.
 
 Any other number gets an outcome drawn from the configured mix
 (SIM_ANSWER_RATIO, SIM_BUSY_RATIO, SIM_FAILURE_RATIO; the rest NO_ANSWER), the
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import uuid
 from datetime import datetime
 from typing import Any, Protocol
@@ -47,7 +52,12 @@ MAGIC: dict[str, Outcome] = {
     "0002": Outcome.NO_ANSWER,
     "0003": Outcome.BUSY,
     "0004": Outcome.FAILED,
+    "0007": Outcome.ANSWERED,
 }
+#: With SIM_CRASH_DRILL, the first attempt of these numbers kills the worker after dialing.
+CRASH_DRILL_SUFFIX = "0007"
+#: The worker's exit status in a crash drill (EX_SOFTWARE).
+CRASH_DRILL_EXIT = 70
 
 
 class TelephonyProvider(Protocol):
@@ -130,6 +140,13 @@ class SimulatedProvider:
             provider=provider,
         )
         await self._record(command, result)
+        if (
+            self.settings.sim_crash_drill
+            and command.attempt == 1
+            and command.phone_number.endswith(CRASH_DRILL_SUFFIX)
+        ):
+            log.critical("crash drill: the worker dies after dialing, before reporting")
+            os._exit(CRASH_DRILL_EXIT)
         return result
 
     async def _record(self, command: DialCommand, result: AttemptResult) -> None:

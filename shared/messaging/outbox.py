@@ -116,8 +116,19 @@ class Outbox:
         docs = [d async for d in cursor]
         if not docs:
             return 0
-        entries = [Entry.from_doc(d) for d in docs]
-        if await self.deliver(entries):
+        entries: list[Entry] = []
+        for doc in docs:
+            try:
+                entries.append(Entry.from_doc(doc))
+            except Exception as exc:
+                # Unreadable (written by an incompatible version?): set aside, not retried
+                # forever in front of every other entry, and not lost.
+                log.error("outbox entry unreadable; moved to outbox_dead", id=doc["_id"])
+                await self.col.database["outbox_dead"].replace_one(
+                    {"_id": doc["_id"]}, {**doc, "error": repr(exc)}, upsert=True
+                )
+                await self.col.delete_one({"_id": doc["_id"]})
+        if entries and await self.deliver(entries):
             log.info("outbox relay published", entries=len(entries))
             return len(entries)
         return 0
