@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import structlog
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import BulkWriteError
@@ -28,6 +29,8 @@ from shared.domain.messages import AttemptResult
 from shared.domain.status import CallStatus, CampaignStatus, Outcome
 from shared.domain.window import CallingWindow, day_of
 from shared.storage.mongo import Database, Document, in_transaction
+
+log = structlog.get_logger(__name__)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ACTIVE = [CampaignStatus.PENDING.value, CampaignStatus.PROCESSING.value]
@@ -363,9 +366,16 @@ class EngineStore:
 
     # -- window close ---------------------------------------------------------------
     async def expire_pending(self, campaign_uuid: str, now: datetime) -> int:
-        """The window closed for good: every PENDING call becomes EXPIRED."""
+        """The window closed for good: every PENDING call becomes EXPIRED.
+
+        The counters then hold no PENDING call either: a count left over by an append
+        that reserved sequence numbers and died before storing its calls is dropped
+        here (from ``PENDING`` and ``total``), so such a campaign still completes.
+        """
 
         async def work(s: AsyncClientSession) -> int:
+            before = await self.campaigns.find_one({"_id": campaign_uuid}, {"stats": 1}, session=s)
+            pending = int((before or {}).get("stats", {}).get(CallStatus.PENDING.value, 0))
             res = await self.calls.update_many(
                 {"campaign_uuid": campaign_uuid, "status": CallStatus.PENDING.value},
                 {
@@ -379,10 +389,19 @@ class EngineStore:
                 session=s,
             )
             n = res.modified_count
-            if n:
+            phantom = max(0, pending - n)
+            if n or phantom:
+                if phantom:
+                    log.warning("dropping PENDING counts without calls", count=phantom)
                 await self.campaigns.update_one(
                     {"_id": campaign_uuid},
-                    {"$inc": {"stats.PENDING": -n, "stats.EXPIRED": n}},
+                    {
+                        "$inc": {
+                            "stats.PENDING": -n - phantom,
+                            "stats.EXPIRED": n,
+                            "stats.total": -phantom,
+                        }
+                    },
                     session=s,
                 )
             return n

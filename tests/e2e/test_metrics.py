@@ -73,6 +73,18 @@ async def test_metrics_of_api_scheduler_and_worker(
         assert total(sched["dialer_lease_takeovers_total"]) >= 1
         assert total(sched["dialer_result_batch_size_sum"]) == CALLS
 
+        # Every change went out through the transactional outbox: nothing is left in it,
+        # and nothing needed the relay (no crash, no broker outage).
+        for port in (api_port, scheduler_port):
+            m = await eventually(
+                lambda p=port: scrape(session, p),  # type: ignore[misc]
+                lambda m: total(m.get("dialer_outbox_backlog", [({}, -1.0)])) == 0,
+                30,
+                "outbox backlog reported as 0",
+            )
+            assert total(m["dialer_outbox_relayed_total"]) == 0
+        assert await mongo_db["outbox"].count_documents({}) == 0
+
         work = await scrape(session, worker_port)
         assert total(work["dialer_dial_commands_total"], result="dialed") == CALLS
         assert total(work["dialer_dial_commands_total"], result="duplicate") == 0
