@@ -248,19 +248,6 @@ class CampaignRunner:
         not_after = window_of(campaign).closes_at(now)
         entries: list[Entry] = []
         for c in calls:
-            command = DialCommand(
-                call_uuid=c["_id"],
-                seq=c["seq"],
-                campaign_uuid=self.campaign_uuid,
-                firm_id=firm,
-                attempt=c["attempts"],
-                phone_number=c["phone_number"],
-                language=c["language"],
-                gender_voice=c["gender_voice"],
-                agent_name=c["agent_name"],
-                variables=c.get("variables") or {},
-                not_after=not_after,
-            )
             entries.append(
                 Entry.work(
                     DIAL_KEY,
@@ -269,7 +256,19 @@ class CampaignRunner:
                         occurred_at=now,
                         firm_id=firm,
                         campaign_uuid=self.campaign_uuid,
-                        data=command.model_dump(mode="json"),
+                        data=DialCommand(
+                            call_uuid=c["_id"],
+                            seq=c["seq"],
+                            campaign_uuid=self.campaign_uuid,
+                            firm_id=firm,
+                            attempt=c["attempts"],
+                            phone_number=c["phone_number"],
+                            language=c["language"],
+                            gender_voice=c["gender_voice"],
+                            agent_name=c["agent_name"],
+                            variables=c.get("variables") or {},
+                            not_after=not_after,
+                        ).model_dump(mode="json"),
                     ),
                 )
             )

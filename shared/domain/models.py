@@ -41,14 +41,20 @@ _INT64 = (-(2**63), 2**63 - 1)
 
 def _to_utc_ms(value: datetime) -> datetime:
     """UTC, truncated to milliseconds (what MongoDB stores), so responses echo stored values."""
-    utc = value.astimezone(UTC)
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise PydanticCustomError(
+            "datetime_range", "date and time outside the years 1 to 9999 once in UTC"
+        ) from None
     return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
 
 
 def iso_z(value: datetime) -> str:
     """``2026-01-15T09:00:00.000Z``: the format of the documented example."""
     utc = value.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    # %Y does not pad years below 1000 on every platform; ISO 8601 wants four digits.
+    return f"{utc.year:04d}" + utc.strftime("-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 def _phone(value: str) -> str:

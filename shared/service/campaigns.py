@@ -246,12 +246,18 @@ class CampaignService:
         if status == CallStatus.PENDING.value:
 
             async def deleted_event(s: AsyncClientSession, doc: Document) -> None:
-                data = {
-                    "call_uuid": call_uuid,
-                    "phone_number": doc["phone_number"],
-                    "seq": doc["seq"],
-                }
-                entries[:] = [self._event(CALL_DELETED, firm_id, campaign_uuid, now, data)]
+                entry = self._event(
+                    CALL_DELETED,
+                    firm_id,
+                    campaign_uuid,
+                    now,
+                    {
+                        "call_uuid": call_uuid,
+                        "phone_number": doc["phone_number"],
+                        "seq": doc["seq"],
+                    },
+                )
+                entries[:] = [entry]
                 await self.outbox.stage(s, entries)
 
             deleted = await self.calls.delete_pending(

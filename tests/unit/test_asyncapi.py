@@ -182,7 +182,7 @@ def test_every_event_in_the_readme_is_documented(doc: dict[str, Any]) -> None:
 
 
 class _Published(ast.NodeVisitor):
-    """Finds `Envelope(type=..., data=...)` and `self._publish/_envelope(TYPE, f, c, now, data)`."""
+    """Finds `Envelope(type=..., data=...)` and `self._event(TYPE, firm, campaign, now, data)`."""
 
     def __init__(self, constants: dict[str, str]) -> None:
         self.constants = constants
@@ -215,7 +215,7 @@ class _Published(ast.NodeVisitor):
             kw = {k.arg: k.value for k in node.keywords}
             if "type" in kw:
                 type_, data = self._str(kw["type"]), self._data(kw.get("data"))
-        elif name in {"_publish", "_envelope"} and len(node.args) == 5:
+        elif name in {"_publish", "_envelope", "_event"} and len(node.args) == 5:
             type_, data = self._str(node.args[0]), self._data(node.args[4])
         if type_ is not None:
             self.found.setdefault(type_, set()).add(data)
