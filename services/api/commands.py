@@ -8,6 +8,10 @@ broker's credentials are the trust boundary). The API process consumes them from
 answers with the HTTP status and body: a reply message to ``reply_to`` (with the
 request's ``correlation_id``) when the command asks for one, else an error event
 ``command.rejected.<campaign_uuid>`` when it failed.
+
+Creates and appends are idempotent by the command's ``message_id``: a redelivered (or
+republished) command gets the first answer again and changes nothing (the same store
+as the HTTP ``Idempotency-Key``, keyed ``amqp:<message_id>`` per firm).
 """
 
 from __future__ import annotations
@@ -28,18 +32,38 @@ from shared.domain.models import AppendRecordsRequest, CreateCampaignRequest
 from shared.messaging.connection import Publisher
 from shared.messaging.envelope import Envelope
 from shared.service.campaigns import CampaignService
+from shared.storage.idempotency import (
+    Claimed,
+    IdempotencyStore,
+    InProgress,
+    Mismatch,
+    Replay,
+    fingerprint,
+)
 
 log = structlog.get_logger(__name__)
 
 PREFIX = "command."
 Reply = tuple[int, Any]
 M = TypeVar("M", bound=BaseModel)
+#: Commands that would change something twice if run twice.
+ONCE = {"create_campaign", "append_records"}
+
+
+class CommandInProgress(Exception):
+    """A copy of this command is being run right now: try again later (requeued)."""
 
 
 class CommandHandler:
-    def __init__(self, service: CampaignService, publisher: Publisher) -> None:
+    def __init__(
+        self,
+        service: CampaignService,
+        publisher: Publisher,
+        idempotency: IdempotencyStore | None = None,
+    ) -> None:
         self.service = service
         self.publisher = publisher
+        self.idempotency = idempotency
         self.commands: dict[str, Callable[[str, dict[str, Any]], Awaitable[Reply]]] = {
             "create_campaign": self._create,
             "append_records": self._append,
@@ -93,11 +117,42 @@ class CommandHandler:
                 raise ValidationFailed(f"unknown command {envelope.type!r}; known: {known}")
             if not envelope.firm_id:
                 raise ValidationFailed("a command needs firm_id")
-            return await run(envelope.firm_id, envelope.data)
+            name = envelope.type.removeprefix(PREFIX)
+            if self.idempotency is None or name not in ONCE:
+                return await run(envelope.firm_id, envelope.data)
+            return await self._once(envelope, envelope.firm_id, run)
         except ValidationError as exc:
             return _error(errors.from_validation_error(exc, "data"))
         except DialerError as exc:
             return _error(exc)
+
+    async def _once(
+        self,
+        envelope: Envelope,
+        firm: str,
+        run: Callable[[str, dict[str, Any]], Awaitable[Reply]],
+    ) -> Reply:
+        """Run a command at most once per ``message_id``; a copy gets the first answer."""
+        assert self.idempotency is not None
+        body = json.dumps(envelope.data, sort_keys=True, separators=(",", ":"))
+        begun = await self.idempotency.begin(
+            firm, f"amqp:{envelope.message_id}", fingerprint(envelope.type, body)
+        )
+        if isinstance(begun, Replay):
+            log.info("command already run: first answer replayed")
+            return begun.status, json.loads(begun.body)
+        if isinstance(begun, InProgress):
+            raise CommandInProgress(f"command {envelope.message_id} is being run")
+        if isinstance(begun, Mismatch):
+            raise ValidationFailed("message_id already used by a different command")
+        assert isinstance(begun, Claimed)
+        try:
+            status, answer = await run(firm, envelope.data)
+        except BaseException:
+            await self.idempotency.release(begun)  # nothing was stored: a copy may run
+            raise
+        await self.idempotency.complete(begun, status, json.dumps(answer).encode())
+        return status, answer
 
     async def _create(self, firm: str, data: dict[str, Any]) -> Reply:
         result = await self.service.create(firm, _parse(CreateCampaignRequest, data))

@@ -45,6 +45,7 @@ def run(settings: ApiSettings) -> int:
             service = CampaignService(
                 db, publisher, clock, default_firm_max_speed=settings.default_firm_max_speed
             )
+            idempotency = IdempotencyStore(db, settings.idempotency_ttl_seconds)
             app = create_app(
                 service,
                 KeyAuthenticator(ApiKeyRepository(db), settings.api_key_cache_seconds),
@@ -52,14 +53,14 @@ def run(settings: ApiSettings) -> int:
                     db, lambda: not (connection.is_closed or publisher.channel.is_closed)
                 ),
                 max_body_bytes=settings.api_max_body_bytes,
-                idempotency=IdempotencyStore(db, settings.idempotency_ttl_seconds),
+                idempotency=idempotency,
                 rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
                 read_timeout=settings.api_read_timeout_seconds,
             )
             commands_channel = await connection.channel()
             commands = Consumer(
                 await commands_channel.get_queue(Names(settings.amqp_prefix).commands_queue),
-                CommandHandler(service, publisher),
+                CommandHandler(service, publisher, idempotency),
                 prefetch=8,
                 dead_letters=await commands_channel.get_exchange(Names(settings.amqp_prefix).dlx),
             )

@@ -21,6 +21,7 @@ from shared.messaging.consumer import Consumer
 from shared.messaging.envelope import Envelope
 from shared.messaging.topology import Names
 from shared.service.campaigns import CampaignService
+from shared.storage.idempotency import IdempotencyStore
 from shared.storage.mongo import Database
 from tests.conftest import Servers
 from tests.integration.test_api_support import FIRM_A, FIRM_B, phone, record
@@ -35,12 +36,19 @@ class Commands:
     rejected: AbstractQueue
 
     async def send(
-        self, name: str, data: dict[str, Any], firm: str | None = FIRM_A, reply: bool = True
+        self,
+        name: str,
+        data: dict[str, Any],
+        firm: str | None = FIRM_A,
+        reply: bool = True,
+        message_id: str | None = None,
     ) -> tuple[int, Any]:
         correlation_id = uuid.uuid4().hex
         envelope = Envelope(
             type=f"command.{name}", occurred_at=datetime.now(UTC), firm_id=firm, data=data
         )
+        if message_id is not None:
+            envelope = envelope.model_copy(update={"message_id": message_id})
         message = envelope.to_message(
             reply_to=self.replies.name if reply else None, correlation_id=correlation_id
         )
@@ -74,7 +82,7 @@ async def commands(
         channel = await connection.channel()
         consumer = Consumer(
             await channel.get_queue(names.commands_queue),
-            CommandHandler(service, publisher),
+            CommandHandler(service, publisher, IdempotencyStore(mongo_db, 3600)),
             prefetch=4,
         )
         await consumer.start()
@@ -177,3 +185,22 @@ async def test_failed_command_without_reply_to_is_an_error_event(commands: Comma
 
 
 _ = aio_pika
+
+
+async def test_a_create_delivered_twice_creates_one_campaign(
+    commands: Commands, mongo_db: Database
+) -> None:
+    message_id, body = str(uuid.uuid4()), campaign()
+    first = await commands.send("create_campaign", body, message_id=message_id)
+    again = await commands.send("create_campaign", body, message_id=message_id)
+    assert first[0] == 201 and again == first
+    assert await mongo_db["campaigns"].count_documents({}) == 1
+    # The same message id on another command is refused, not run.
+    other = await commands.send("create_campaign", campaign(), message_id=message_id)
+    assert other[0] == 422
+    # A refused command changes nothing and is not remembered: its copy is judged again.
+    bad, bad_body = str(uuid.uuid4()), campaign(speed=0)
+    refused = await commands.send("create_campaign", bad_body, message_id=bad)
+    assert refused[0] == 422
+    assert (await commands.send("create_campaign", bad_body, message_id=bad)) == refused
+    assert await mongo_db["campaigns"].count_documents({}) == 1
