@@ -110,6 +110,12 @@ class SchedulerSettings(CommonSettings):
 
 class WorkerSettings(CommonSettings):
     worker_concurrency: int = Field(100, ge=1, description="calls one worker places at once")
+    attempt_heartbeat_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="how often a worker renews its claims on the calls it is placing (wall "
+        "s); a call renewed within 3 of these is never taken for lost, however long it lasts",
+    )
     telephony_provider: str = Field("simulated", description="telephony provider: simulated")
     sim_answer_ratio: float = Field(0.6, ge=0, le=1, description="simulated: share answered")
     sim_busy_ratio: float = Field(0.1, ge=0, le=1, description="simulated: share busy")

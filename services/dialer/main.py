@@ -40,7 +40,10 @@ async def serve(settings: WorkerSettings, stop: asyncio.Event) -> None:
         if settings.telephony_provider != "simulated":
             raise SystemExit(f"unknown TELEPHONY_PROVIDER {settings.telephony_provider!r}")
         provider = SimulatedProvider(settings, clock, db, worker_id)
-        handler = DialHandler(db, publisher, provider, clock, worker_id)
+        handler = DialHandler(
+            db, publisher, provider, clock, worker_id, settings.attempt_heartbeat_seconds
+        )
+        heartbeat = asyncio.create_task(handler.keep_alive())
         channel = await connection.channel()
         queue = await channel.get_queue(Names(settings.amqp_prefix).dial_queue)
         consumer = Consumer(
@@ -54,6 +57,7 @@ async def serve(settings: WorkerSettings, stop: asyncio.Event) -> None:
         await stop.wait()
         log.info("draining: calls in progress finish, nothing new is taken")
         await consumer.stop(settings.drain_seconds)
+        heartbeat.cancel()
         await provider.close()
     finally:
         await connection.close()

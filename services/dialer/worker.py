@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
@@ -37,8 +37,11 @@ class DialHandler:
         provider: TelephonyProvider,
         clock: ScaledClock,
         worker_id: str,
+        heartbeat_seconds: float = 5.0,
     ) -> None:
         self.attempts = db["dial_attempts"]
+        self.heartbeat_seconds = heartbeat_seconds
+        self.inflight: set[str] = set()  # claims of the calls this worker is placing
         self.claims = GroupInserter(self.attempts)
         self.publisher = publisher
         self.provider = provider
@@ -66,10 +69,18 @@ class DialHandler:
         # The claim on (call, attempt) is stored before dialing: a redelivered command
         # (or one published twice) finds it and is dropped, so an attempt is dialed once.
         fresh = await self._claim(command)
-        if not fresh:
-            log.warning("duplicate dial command dropped")
-            metrics().dial_commands.labels(result="duplicate").inc()
+        key = f"{command.call_uuid}:{command.attempt}"
+        if fresh:
+            self.inflight.add(key)
+            try:
+                await self._dial_and_report(command, firm_id)
+            finally:
+                self.inflight.discard(key)
             return
+        log.warning("duplicate dial command dropped")
+        metrics().dial_commands.labels(result="duplicate").inc()
+
+    async def _dial_and_report(self, command: DialCommand, firm_id: str | None) -> None:
         now = self.clock.now()
         started = Envelope(
             type="call.started",
@@ -106,7 +117,13 @@ class DialHandler:
         """
         key = f"{command.call_uuid}:{command.attempt}"
         nonce = uuid.uuid4().hex
-        doc = {"_id": key, "worker": self.worker_id, "nonce": nonce, "claimed_at": self.clock.now()}
+        doc = {
+            "_id": key,
+            "worker": self.worker_id,
+            "nonce": nonce,
+            "claimed_at": self.clock.now(),
+            "alive_until": self._alive_until(),
+        }
         loop = asyncio.get_running_loop()
         deadline, delay = loop.time() + CLAIM_RETRY_SECONDS, 0.1
         while True:
@@ -121,6 +138,26 @@ class DialHandler:
                 log.warning("claiming the attempt failed; retrying", error=repr(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    def _alive_until(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=3 * self.heartbeat_seconds)
+
+    async def keep_alive(self) -> None:
+        """Renew the claims of the calls in progress, so that a long call is not taken
+        for lost when its attempt lease runs out (the scheduler checks ``alive_until``)."""
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            keys = list(self.inflight)
+            if not keys:
+                continue
+            try:
+                # By key only (ours): the embedded server scans when `_id` is paired.
+                await self.attempts.update_many(
+                    {"_id": {"$in": keys}},
+                    {"$set": {"alive_until": self._alive_until()}},
+                )
+            except Exception as exc:
+                log.warning("renewing call claims failed", error=repr(exc))
 
     async def _report(self, result: AttemptResult, firm_id: str | None) -> None:
         """Publish the result (confirmed). The call has been placed, so its result must

@@ -20,7 +20,7 @@ from typing import Any
 import structlog
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from shared.clock import ScaledClock
+from shared.clock import ScaledClock, wall_now
 from shared.config import SchedulerSettings
 from shared.domain.messages import DIAL, DialCommand
 from shared.domain.status import FINAL_CAMPAIGN_STATUSES, CallStatus, CampaignStatus
@@ -293,7 +293,10 @@ class CampaignRunner:
         self._last_recovery = loop_now
         if not campaign.get("stats", {}).get("IN_PROGRESS", 0):
             return
-        lost = await self.store.overdue_attempts(self.campaign_uuid, now)
+        overdue = await self.store.overdue_attempts(self.campaign_uuid, now)
+        # A long call whose worker keeps renewing its claim is not lost: it is talking.
+        alive = await self.store.alive(overdue, wall_now())
+        lost = [c for c in overdue if c["_id"] not in alive]
         if lost:
             never_taken = await self.store.fence(lost, now)
             log.warning(

@@ -250,6 +250,18 @@ class EngineStore:
         )
         return [d async for d in cursor if d["dispatch"]["deadline"] <= now]
 
+    async def alive(self, calls: Sequence[Document], wall: datetime) -> set[str]:
+        """The calls whose worker renewed its claim lately: still being placed."""
+        if not calls:
+            return set()
+        keys = {f"{c['_id']}:{c['attempts']}": c["_id"] for c in calls}
+        cursor = self.dial_attempts.find({"_id": {"$in": list(keys)}}, {"alive_until": 1})
+        return {
+            keys[d["_id"]]
+            async for d in cursor
+            if d.get("alive_until") is not None and d["alive_until"] > wall
+        }
+
     async def fence(self, calls: Sequence[Document], now: datetime) -> set[str]:
         """Make sure no worker dials these overdue attempts from now on.
 

@@ -99,7 +99,7 @@ async def test_a_worker_dying_after_dialing_is_recovered_and_retried(
     )
     processes.start("scheduler", "scheduler")
     for name in ("worker-a", "worker-b"):
-        processes.start(name, "worker", SIM_CRASH_DRILL="true")
+        processes.start(name, "worker", SIM_CRASH_DRILL="true", ATTEMPT_HEARTBEAT_SECONDS="1")
     doc = await eventually(
         lambda: campaign(mongo_db, campaign_uuid),
         lambda c: c["status"] == "COMPLETED",
@@ -120,6 +120,35 @@ async def test_a_worker_dying_after_dialing_is_recovered_and_retried(
     assert call["status"] == "COMPLETED" and doc["stats"]["COMPLETED"] == 1
     records = await dials(mongo_db, campaign_uuid)
     assert sorted(r["attempt"] for r in records) == [1, 2]  # each attempt placed once
+
+
+async def test_a_call_longer_than_its_attempt_lease_is_not_taken_for_lost(
+    mongo_db: Database, processes: Processes
+) -> None:
+    start = SIM_START + timedelta(seconds=30)
+    campaign_uuid = await seed_campaign(
+        mongo_db,
+        phones=["+14155550001"],  # answers
+        start_at=start,
+        end_at=start + timedelta(hours=9),
+        now=SIM_START,
+        speed=1,
+        retry=1,
+    )
+    # Talks two campaign hours; the attempt lease is ten campaign minutes (1 wall s).
+    processes.start("scheduler", "scheduler", ATTEMPT_LEASE_SECONDS="600")
+    processes.start("worker", "worker", SIM_TALK_SECONDS="7200", ATTEMPT_HEARTBEAT_SECONDS="1")
+    doc = await eventually(
+        lambda: campaign(mongo_db, campaign_uuid),
+        lambda c: c["status"] == "COMPLETED",
+        120,
+        "campaign COMPLETED",
+    )
+    call = await mongo_db["calls"].find_one({"campaign_uuid": campaign_uuid})
+    assert call is not None
+    assert [(h["attempt"], h["outcome"]) for h in call["attempt_history"]] == [(1, "ANSWERED")]
+    assert call["attempt_history"][0]["duration_seconds"] >= 7200
+    assert len(await dials(mongo_db, campaign_uuid)) == 1 and doc["stats"]["COMPLETED"] == 1
 
 
 async def test_a_scheduler_killed_while_owning_campaigns_is_taken_over(
