@@ -33,12 +33,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--dispatch-calls", type=int, default=20_000)
     s.add_argument("--dispatch-speed", type=int, default=1000)
     s.add_argument("--concurrency-speed", type=int, default=1000)
-    s.add_argument("--concurrency-calls", type=int, default=5000)
+    s.add_argument("--concurrency-calls", type=int, default=4000)
     s.add_argument(
         "--concurrency-clock-rate",
         type=float,
-        default=4.0,
-        help="campaign seconds per wall second (a 68 s answered call lasts 17 s at 4)",
+        default=2.0,
+        help="campaign seconds per wall second: at 2 an answered call (8 s ringing, 60 s "
+        "talking) lasts 34 s, the mean call 25 s, so speed 1000 needs 40 new calls a second",
     )
     s.add_argument("--refill-baseline-samples", type=int, default=200)
     c = sub.add_parser(
@@ -50,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--dial-seconds",
         type=float,
-        default=1500,
+        default=900,
         help="stop dialing after this many wall seconds if the campaign is not done",
     )
     c.add_argument("--sample-seconds", type=float, default=15)

@@ -38,12 +38,18 @@ def self_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def rabbitmq_pid() -> int | None:
-    """The RabbitMQ node's Erlang VM (beam.smp), shared with anything else on the machine."""
+def listener_pid(port: int) -> int | None:
+    """The process listening on TCP ``port`` here (for RabbitMQ: its Erlang VM, beam.smp,
+    which serves every client on the machine, not only Dialer)."""
     try:
         out = subprocess.run(
-            ["pgrep", "-u", "rabbitmq", "beam.smp"], capture_output=True, text=True, check=False
-        ).stdout.split()
+            ["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, check=False
+        ).stdout
     except OSError:
         return None
-    return int(out[0]) if out else None
+    marker = "pid="
+    at = out.find(marker)
+    if at < 0:
+        return None
+    digits = out[at + len(marker) :].split(",", 1)[0]
+    return int(digits) if digits.isdigit() else None

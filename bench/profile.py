@@ -8,6 +8,16 @@ from pathlib import Path
 
 #: "function (file:line)" → "function (file)": lines split one function's samples.
 _LINE = re.compile(r":\d+\)$")
+#: Innermost frames of a thread that waits (py-spy's idle detection misses these here).
+IDLE = (
+    "_recv_exactly (secantus/wire.py)",
+    "SecantusDBServer._stream_awaitable_hello.<locals>._readable (secantus/server.py)",
+    "socket.accept (socket.py)",
+    "Condition.wait (threading.py)",
+    "EpollSelector.select (selectors.py)",
+    "_worker (concurrent/futures/thread.py)",
+    "install.<locals>.loop (bench/probe.py)",
+)
 
 
 def summarise(path: Path, top: int = 12) -> dict[str, list[tuple[str, float]]]:
@@ -22,6 +32,8 @@ def summarise(path: Path, top: int = 12) -> dict[str, list[tuple[str, float]]]:
             continue
         n = int(count)
         frames = [_LINE.sub(")", f) for f in stack.split(";")]
+        if frames[-1] in IDLE:
+            continue
         total += n
         own[frames[-1]] += n
         for frame in set(frames):
@@ -31,7 +43,8 @@ def summarise(path: Path, top: int = 12) -> dict[str, list[tuple[str, float]]]:
     return {
         "samples": [("total", float(total))],
         "self": [(f, n / total) for f, n in own.most_common(top)],
-        "inclusive": [(f, n / total) for f, n in inclusive.most_common(top)],
+        # Frames on (almost) every stack (entry points, the event loop) say nothing.
+        "inclusive": [(f, n / total) for f, n in inclusive.most_common() if n < 0.9 * total][:top],
     }
 
 
@@ -41,7 +54,7 @@ def render(rundir: Path) -> str:
         summary = summarise(path)
         name = path.name.removesuffix(".pyspy.txt")
         samples = int(summary.get("samples", [("", 0.0)])[0][1])
-        out.append(f"== {name}: {samples} samples (50/s while on CPU)")
+        out.append(f"== {name}: {samples} samples on CPU (50 a second; waits left out)")
         for kind in ("self", "inclusive"):
             out.append(f"  {kind}:")
             out.extend(f"    {share:6.1%}  {frame}" for frame, share in summary[kind])

@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aio_pika
 from pymongo import AsyncMongoClient
 
-from bench.procstat import cpu_seconds, rabbitmq_pid, rss_mib
+from bench.procstat import cpu_seconds, listener_pid, rss_mib
 from services.stack import EmbeddedMongo, free_port, wait_port
 from shared.messaging.topology import Names
 
@@ -101,7 +102,7 @@ class Stack:
         self.mongo_url = os.environ.get("MONGODB_URL", "")
         self.procs: dict[str, Proc] = {}
         self.env: dict[str, str] = {}
-        self.rabbit_pid = rabbitmq_pid()
+        self.rabbit_port = urlsplit(self.amqp_url).port or 5672
 
     # -- servers --------------------------------------------------------------------
     def start_servers(self) -> None:
@@ -179,7 +180,19 @@ class Stack:
     def _pyspy(self, name: str) -> list[str]:
         spy = shutil.which("py-spy") or str(Path(PY).parent / "py-spy")
         out = self.rundir / f"{name}.pyspy.txt"
-        return [spy, "record", "--format", "raw", "--rate", "50", "--output", str(out), "--"]
+        # --gil: only the thread holding the GIL, i.e. where Python code spends CPU.
+        return [
+            spy,
+            "record",
+            "--gil",
+            "--format",
+            "raw",
+            "--rate",
+            "50",
+            "--output",
+            str(out),
+            "--",
+        ]
 
     def wait_ready(self, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
@@ -252,9 +265,10 @@ class Stack:
         if mongo is not None:
             cpu["db-server"] = cpu_seconds(mongo)
             rss["db-server"] = rss_mib(mongo)
-        if self.rabbit_pid is not None:
-            cpu["rabbitmq"] = cpu_seconds(self.rabbit_pid)
-            rss["rabbitmq"] = rss_mib(self.rabbit_pid)
+        rabbit = listener_pid(self.rabbit_port)
+        if rabbit is not None:
+            cpu["rabbitmq"] = cpu_seconds(rabbit)
+            rss["rabbitmq"] = rss_mib(rabbit)
         return Snapshot(time.monotonic(), cpu, rss, counters)
 
     def client(self) -> AsyncMongoClient[dict[str, Any]]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from bench import baselines
 from bench.client import Api, records, stored_calls, wait_final
+from bench.procstat import listener_pid
 from bench.report import Report, Row, percentile
 from bench.stack import Stack, running
 
@@ -118,15 +119,20 @@ async def _queries(
                         percentile(got, q),
                         "ms",
                         percentile(base, q),
-                        "same read by the driver",
+                        "page read by the driver, no count",
                         better="lower",
                     )
                 )
             out[name] = {"api_ms": got, "driver_ms": base, "wall": time.perf_counter() - began}
+            print(f"    {name}: {len(got)} samples", flush=True)
     finally:
         await client.close()
     report.details["queries"] = {"campaign_calls": n, "samples": samples, "per_page": per} | {
-        k: {"api_p50": percentile(v["api_ms"], 0.5), "api_p99": percentile(v["api_ms"], 0.99)}
+        k: {
+            "samples": len(v["api_ms"]),
+            "api_p50": percentile(v["api_ms"], 0.5),
+            "api_p99": percentile(v["api_ms"], 0.99),
+        }
         for k, v in out.items()
     }
 
@@ -150,9 +156,14 @@ async def dispatch_and_cost(stack: Stack, report: Report, n: int, speed: int) ->
             attempts = await client[db_name]["sim_dials"].estimated_document_count()
         finally:
             await api.close()
-    mongo_pid = stack.mongo_pid()
     base = await baselines.pipeline(
-        stack.mongo_url, stack.amqp_url, db_name, f"{stack.prefix}.baseline", n, mongo_pid
+        stack.mongo_url,
+        stack.amqp_url,
+        db_name,
+        f"{stack.prefix}.baseline",
+        n,
+        stack.mongo_pid(),
+        listener_pid(stack.rabbit_port),
     )
     await client.close()
     rate = attempts / elapsed
@@ -169,6 +180,7 @@ async def dispatch_and_cost(stack: Stack, report: Report, n: int, speed: int) ->
     per_k = 1000 / attempts
     cpu = after.cpu_delta(before, list(PROJECT)) * per_k
     db_cpu = after.cpu_delta(before, ["db-server"]) * per_k
+    mq_cpu = after.cpu_delta(before, ["rabbitmq"]) * per_k
     trips = after.count_delta(before, "db_commands") / attempts
     messages = (
         after.count_delta(before, "amqp_published") + after.count_delta(before, "amqp_delivered")
@@ -176,6 +188,7 @@ async def dispatch_and_cost(stack: Stack, report: Report, n: int, speed: int) ->
     cost = [
         ("CPU of Dialer's processes per 1,000 attempts", cpu, "s", base.cpu_per_1000),
         ("CPU of the DB server per 1,000 attempts", db_cpu, "s", base.db_cpu_per_1000),
+        ("CPU of RabbitMQ per 1,000 attempts", mq_cpu, "s", base.broker_cpu_per_1000),
         ("DB round trips per attempt", trips, "", base.round_trips_per_message),
         ("broker messages per attempt (published + delivered)", messages, "", 2.0),
     ]
