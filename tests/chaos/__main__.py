@@ -24,19 +24,34 @@ def main(argv: list[str] | None = None) -> int:
         "to .var/chaos/<run>/.",
     )
     p.add_argument("--calls", type=int, default=d.calls, help=f"calls in the campaign ({d.calls})")
-    p.add_argument("--schedulers", type=int, default=d.schedulers, help=f"({d.schedulers})")
+    p.add_argument(
+        "--schedulers", type=int, default=d.schedulers, help=f"scheduler processes ({d.schedulers})"
+    )
     p.add_argument("--workers", type=int, default=d.workers, help=f"dialer workers ({d.workers})")
     p.add_argument("--speed", type=int, default=d.speed, help=f"campaign speed ({d.speed})")
     p.add_argument("--retry", type=int, default=d.retry, help=f"campaign retry ({d.retry})")
-    p.add_argument("--rate", type=float, default=d.rate, help=f"CLOCK_RATE ({d.rate:g})")
     p.add_argument(
-        "--kill-every", type=float, default=d.kill_every, help=f"wall seconds ({d.kill_every:g})"
+        "--rate",
+        type=float,
+        default=d.rate,
+        help=f"CLOCK_RATE: campaign seconds per wall second ({d.rate:g})",
+    )
+    p.add_argument(
+        "--kill-every",
+        type=float,
+        default=d.kill_every,
+        help=f"wall seconds between SIGKILLs ({d.kill_every:g}; 0: none)",
     )
     p.add_argument("--max-kills", type=int, default=None, help="stop killing after N kills")
     p.add_argument("--no-broker-restart", action="store_true", help="do not restart RabbitMQ")
     p.add_argument("--no-db-restart", action="store_true", help="do not restart the database")
     p.add_argument("--seed", type=int, default=d.seed, help=f"random seed ({d.seed})")
-    p.add_argument("--timeout", type=float, default=d.timeout, help=f"wall s ({d.timeout:g})")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=d.timeout,
+        help=f"give up after this many wall seconds ({d.timeout:g})",
+    )
     p.add_argument("--workdir", type=Path, default=None, help="where logs and data go")
     args = p.parse_args(argv)
     why = available()
