@@ -3,13 +3,16 @@
 A writer builds :class:`Entry` values, stores them with :meth:`Outbox.stage` inside the
 same MongoDB transaction as the change, and after the commit hands them to
 :meth:`Outbox.deliver`, which publishes them with publisher confirms and then deletes
-them. If the process dies (or the broker is away) between the commit and the delete,
-the entries stay in the ``outbox`` collection and a relay (:meth:`Outbox.relay_once`,
-run by every API and scheduler process) publishes them once they are older than a
-grace period. Delivery is therefore at least once: a message can be published twice
-(a relay racing a slow writer), with the same ``message_id``; every consumer of the
-project is idempotent (dial commands by (call, attempt), results by the attempt
-still being in progress, campaign events by lease).
+them. The entries of one change are stored together, in one document (up to
+``PER_DOCUMENT`` of them): a dispatch claim of 100 calls or a batch of 200 results
+costs one insert and one delete, not one per message. If the process dies (or the
+broker is away) between the commit and the delete, the entries stay in the ``outbox``
+collection and a relay (:meth:`Outbox.relay_once`, run by every API and scheduler
+process) publishes them once they are older than a grace period. Delivery is
+therefore at least once: a message can be published twice (a relay racing a slow
+writer), with the same ``message_id``; every consumer of the project is idempotent
+(dial commands by (call, attempt), results by the attempt still being in progress,
+campaign events by lease).
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ log = structlog.get_logger(__name__)
 
 Target = Literal["events", "work"]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-#: Entries published per relay round.
-RELAY_BATCH = 500
+#: Outbox documents published per relay round.
+RELAY_BATCH = 100
+#: Entries stored in one outbox document at most.
+PER_DOCUMENT = 500
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,30 @@ class Entry:
         return cls(doc["target"], doc["routing_key"], Envelope.model_validate_json(doc["body"]))
 
 
+def entries_of(doc: Document) -> list[Entry]:
+    """The entries an outbox document holds: a batch (``messages``) or a single entry."""
+    if "messages" in doc:
+        return [Entry.from_doc(m) for m in doc["messages"]]
+    return [Entry.from_doc(doc)]
+
+
+def _chunks(entries: Sequence[Entry]) -> list[Sequence[Entry]]:
+    return [entries[i : i + PER_DOCUMENT] for i in range(0, len(entries), PER_DOCUMENT)]
+
+
+def _batch_doc(chunk: Sequence[Entry], created_at: datetime) -> Document:
+    """One document for a chunk; its ``_id`` is the first entry's message id."""
+    return {
+        "_id": chunk[0].envelope.message_id,
+        "created_at": created_at,
+        "count": len(chunk),
+        "messages": [
+            {k: v for k, v in e.to_doc(created_at).items() if k not in ("_id", "created_at")}
+            for e in chunk
+        ],
+    }
+
+
 class Sender(Protocol):
     """Publishes entries with confirms (``shared.messaging.connection.Publisher``)."""
 
@@ -82,11 +111,16 @@ class Outbox:
         """Store ``entries`` in the caller's transaction (one insert)."""
         if entries:
             now = datetime.now(UTC)  # wall time: the relay's grace is in wall seconds
-            await self.col.insert_many([e.to_doc(now) for e in entries], session=session)
+            docs = [_batch_doc(chunk, now) for chunk in _chunks(entries)]
+            await self.col.insert_many(docs, session=session)
 
     async def deliver(self, entries: Sequence[Entry]) -> bool:
         """After the commit: publish, then delete. A failure is logged, not raised: the
         change is committed and the relay publishes the entries later."""
+        heads = [chunk[0].envelope.message_id for chunk in _chunks(entries)]
+        return await self._publish(entries, heads)
+
+    async def _publish(self, entries: Sequence[Entry], doc_ids: Sequence[str]) -> bool:
         if not entries:
             return True
         try:
@@ -99,7 +133,7 @@ class Outbox:
             )
             return False
         try:
-            await self.col.delete_many({"_id": {"$in": [e.envelope.message_id for e in entries]}})
+            await self.col.delete_many({"_id": {"$in": list(doc_ids)}})
         except Exception as exc:  # published: at worst the relay publishes them again
             log.warning("outbox delete failed", entries=len(entries), error=repr(exc))
         return True
@@ -117,9 +151,11 @@ class Outbox:
         if not docs:
             return 0
         entries: list[Entry] = []
+        ids: list[str] = []
         for doc in docs:
             try:
-                entries.append(Entry.from_doc(doc))
+                entries.extend(entries_of(doc))
+                ids.append(doc["_id"])
             except Exception as exc:
                 # Unreadable (written by an incompatible version?): set aside, not retried
                 # forever in front of every other entry, and not lost.
@@ -128,14 +164,17 @@ class Outbox:
                     {"_id": doc["_id"]}, {**doc, "error": repr(exc)}, upsert=True
                 )
                 await self.col.delete_one({"_id": doc["_id"]})
-        if entries and await self.deliver(entries):
+        if entries and await self._publish(entries, ids):
             log.info("outbox relay published", entries=len(entries))
             return len(entries)
         return 0
 
     async def backlog(self) -> int:
         """Entries not yet published and deleted (in flight or waiting for the relay)."""
-        return int(await self.col.count_documents({}))
+        total = 0
+        async for doc in self.col.find({}, {"count": 1}):
+            total += int(doc.get("count", 1))
+        return total
 
     async def relay_forever(self, interval: float, grace: timedelta) -> None:
         from shared.metrics import metrics  # the metrics registry is process-wide

@@ -22,7 +22,7 @@ from shared.domain.models import CreateCampaignRequest
 from shared.domain.status import CampaignStatus
 from shared.messaging.connection import Publisher, connect, open_publisher
 from shared.messaging.envelope import Envelope
-from shared.messaging.outbox import Entry, Outbox
+from shared.messaging.outbox import Entry, Outbox, entries_of
 from shared.messaging.topology import DIAL_KEY, Names
 from shared.service.campaigns import CALL_DELETED, CAMPAIGN_CREATED, CampaignService
 from shared.storage.engine import EngineStore
@@ -118,7 +118,7 @@ async def test_create_while_broker_is_away_is_relayed_after_a_restart(
     assert failing.attempts == 1
     assert await mongo_db["campaigns"].count_documents({"_id": created.uuid}) == 1
     [doc] = await outbox_docs(mongo_db)
-    stored = Entry.from_doc(doc)
+    [stored] = entries_of(doc)
     assert stored.target == "events"
     assert stored.envelope.type == CAMPAIGN_CREATED
     assert stored.routing_key == f"{CAMPAIGN_CREATED}.{created.uuid}"
@@ -296,7 +296,7 @@ async def test_delete_pending_call_while_broker_is_away_stays_in_the_outbox(
     assert failing.attempts == 1
     assert await mongo_db["calls"].count_documents({"_id": call["_id"]}) == 0
     [doc] = await outbox_docs(mongo_db)
-    stored = Entry.from_doc(doc)
+    [stored] = entries_of(doc)
     assert stored.envelope.type == CALL_DELETED
     assert stored.envelope.data["call_uuid"] == call["_id"]
     assert stored.routing_key == f"{CALL_DELETED}.{created.uuid}"
