@@ -113,8 +113,9 @@ class WorkerSettings(CommonSettings):
     attempt_heartbeat_seconds: float = Field(
         5.0,
         gt=0,
-        description="how often a worker renews its claims on the calls it is placing (wall "
-        "s); a call renewed within 3 of these is never taken for lost, however long it lasts",
+        description="how often a worker reports (wall s) that it lives and which calls it "
+        "is placing; such a call is never taken for lost, however long it lasts. Keep it "
+        "well below ATTEMPT_LEASE_SECONDS in wall seconds",
     )
     telephony_provider: str = Field("simulated", description="telephony provider: simulated")
     sim_answer_ratio: float = Field(0.6, ge=0, le=1, description="simulated: share answered")

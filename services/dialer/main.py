@@ -43,6 +43,7 @@ async def serve(settings: WorkerSettings, stop: asyncio.Event) -> None:
         handler = DialHandler(
             db, publisher, provider, clock, worker_id, settings.attempt_heartbeat_seconds
         )
+        await handler.beat()
         heartbeat = asyncio.create_task(handler.keep_alive())
         channel = await connection.channel()
         queue = await channel.get_queue(Names(settings.amqp_prefix).dial_queue)
@@ -58,6 +59,7 @@ async def serve(settings: WorkerSettings, stop: asyncio.Event) -> None:
         log.info("draining: calls in progress finish, nothing new is taken")
         await consumer.stop(settings.drain_seconds)
         heartbeat.cancel()
+        await handler.leave()
         await provider.close()
     finally:
         await connection.close()

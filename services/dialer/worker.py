@@ -40,6 +40,7 @@ class DialHandler:
         heartbeat_seconds: float = 5.0,
     ) -> None:
         self.attempts = db["dial_attempts"]
+        self.workers = db["workers"]
         self.heartbeat_seconds = heartbeat_seconds
         self.inflight: set[str] = set()  # claims of the calls this worker is placing
         self.claims = GroupInserter(self.attempts)
@@ -122,7 +123,6 @@ class DialHandler:
             "worker": self.worker_id,
             "nonce": nonce,
             "claimed_at": self.clock.now(),
-            "alive_until": self._alive_until(),
         }
         loop = asyncio.get_running_loop()
         deadline, delay = loop.time() + CLAIM_RETRY_SECONDS, 0.1
@@ -139,25 +139,32 @@ class DialHandler:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    def _alive_until(self) -> datetime:
-        return datetime.now(UTC) + timedelta(seconds=3 * self.heartbeat_seconds)
+    async def beat(self) -> None:
+        """Say this worker lives and which calls it is placing (one small write)."""
+        await self.workers.update_one(
+            {"_id": self.worker_id},
+            {
+                "$set": {
+                    "alive_until": datetime.now(UTC)
+                    + timedelta(seconds=3 * self.heartbeat_seconds),
+                    "calls": sorted(self.inflight),
+                }
+            },
+            upsert=True,
+        )
 
     async def keep_alive(self) -> None:
-        """Renew the claims of the calls in progress, so that a long call is not taken
-        for lost when its attempt lease runs out (the scheduler checks ``alive_until``)."""
+        """Beat every ``heartbeat_seconds``, so that a long call is not taken for lost when
+        its attempt lease runs out (the scheduler looks for it in the live workers' lists)."""
         while True:
-            await asyncio.sleep(self.heartbeat_seconds)
-            keys = list(self.inflight)
-            if not keys:
-                continue
             try:
-                # By key only (ours): the embedded server scans when `_id` is paired.
-                await self.attempts.update_many(
-                    {"_id": {"$in": keys}},
-                    {"$set": {"alive_until": self._alive_until()}},
-                )
+                await self.beat()
             except Exception as exc:
-                log.warning("renewing call claims failed", error=repr(exc))
+                log.warning("worker heartbeat failed", error=repr(exc))
+            await asyncio.sleep(self.heartbeat_seconds)
+
+    async def leave(self) -> None:
+        await self.workers.delete_one({"_id": self.worker_id})
 
     async def _report(self, result: AttemptResult, firm_id: str | None) -> None:
         """Publish the result (confirmed). The call has been placed, so its result must

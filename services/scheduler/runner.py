@@ -35,6 +35,12 @@ log = structlog.get_logger(__name__)
 
 #: Calls read per bounded ``seq`` range when looking for first attempts.
 SCAN_BLOCK = 256
+#: Calls claimed per transaction at most: the embedded server evaluates ``$in`` lists
+#: one document at a time against the whole list, so big claims cost quadratically.
+CLAIM_BATCH = 100
+#: Wall seconds between looks for attempts whose lease expired (each reads every call
+#: in progress of the campaign).
+RECOVERY_SECONDS = 3.0
 
 
 class CampaignRunner:
@@ -189,7 +195,7 @@ class CampaignRunner:
         free = campaign["speed"] - campaign.get("stats", {}).get("IN_PROGRESS", 0)
         lease = timedelta(seconds=self.settings.attempt_lease_seconds)
         while free > 0:
-            chosen = await self._candidates(campaign, now, free)
+            chosen = await self._candidates(campaign, now, min(free, CLAIM_BATCH))
             if not chosen:
                 return
             seqs = [c["seq"] for c in chosen]
@@ -288,13 +294,15 @@ class CampaignRunner:
     async def _recover_lost(self, campaign: Document, now: datetime) -> None:
         """Attempts whose worker never reported within the attempt lease: FAILED, retried."""
         loop_now = asyncio.get_running_loop().time()
-        if loop_now - self._last_recovery < self.settings.scheduler_tick_seconds:
+        if loop_now - self._last_recovery < max(
+            self.settings.scheduler_tick_seconds, RECOVERY_SECONDS
+        ):
             return
         self._last_recovery = loop_now
         if not campaign.get("stats", {}).get("IN_PROGRESS", 0):
             return
         overdue = await self.store.overdue_attempts(self.campaign_uuid, now)
-        # A long call whose worker keeps renewing its claim is not lost: it is talking.
+        # A long call that a live worker says it is placing is not lost: it is talking.
         alive = await self.store.alive(overdue, wall_now())
         lost = [c for c in overdue if c["_id"] not in alive]
         if lost:

@@ -64,6 +64,7 @@ class EngineStore:
         self.calls = db["calls"]
         self.schedulers = db["schedulers"]
         self.dial_attempts = db["dial_attempts"]
+        self.workers = db["workers"]
 
     # -- leases and membership ------------------------------------------------------
     async def heartbeat(self, scheduler_id: str, now: datetime, lease: timedelta) -> int:
@@ -251,16 +252,18 @@ class EngineStore:
         return [d async for d in cursor if d["dispatch"]["deadline"] <= now]
 
     async def alive(self, calls: Sequence[Document], wall: datetime) -> set[str]:
-        """The calls whose worker renewed its claim lately: still being placed."""
+        """The calls a live worker says it is placing (its heartbeat lists them)."""
         if not calls:
             return set()
-        keys = {f"{c['_id']}:{c['attempts']}": c["_id"] for c in calls}
-        cursor = self.dial_attempts.find({"_id": {"$in": list(keys)}}, {"alive_until": 1})
-        return {
-            keys[d["_id"]]
-            async for d in cursor
-            if d.get("alive_until") is not None and d["alive_until"] > wall
-        }
+        placing: set[str] = set()
+        cursor = self.workers.find(
+            # Both bounds: a one-sided range walks the collection on the embedded server.
+            {"alive_until": {"$gt": wall, "$lt": wall + timedelta(days=1)}},
+            {"calls": 1},
+        )
+        async for worker in cursor:
+            placing.update(worker.get("calls") or [])
+        return {c["_id"] for c in calls if f"{c['_id']}:{c['attempts']}" in placing}
 
     async def fence(self, calls: Sequence[Document], now: datetime) -> set[str]:
         """Make sure no worker dials these overdue attempts from now on.

@@ -137,7 +137,7 @@ async def test_a_call_longer_than_its_attempt_lease_is_not_taken_for_lost(
     )
     # Talks two campaign hours; the attempt lease is ten campaign minutes (1 wall s).
     processes.start("scheduler", "scheduler", ATTEMPT_LEASE_SECONDS="600")
-    processes.start("worker", "worker", SIM_TALK_SECONDS="7200", ATTEMPT_HEARTBEAT_SECONDS="1")
+    processes.start("worker", "worker", SIM_TALK_SECONDS="7200", ATTEMPT_HEARTBEAT_SECONDS="0.2")
     doc = await eventually(
         lambda: campaign(mongo_db, campaign_uuid),
         lambda c: c["status"] == "COMPLETED",
