@@ -35,9 +35,6 @@ log = structlog.get_logger(__name__)
 
 #: Calls read per bounded ``seq`` range when looking for first attempts.
 SCAN_BLOCK = 256
-#: Calls claimed per transaction at most: the embedded server evaluates ``$in`` lists
-#: one document at a time against the whole list, so big claims cost quadratically.
-CLAIM_BATCH = 100
 #: Wall seconds between looks for attempts whose lease expired (each reads every call
 #: in progress of the campaign).
 RECOVERY_SECONDS = 3.0
@@ -195,7 +192,7 @@ class CampaignRunner:
         free = campaign["speed"] - campaign.get("stats", {}).get("IN_PROGRESS", 0)
         lease = timedelta(seconds=self.settings.attempt_lease_seconds)
         while free > 0:
-            chosen = await self._candidates(campaign, now, min(free, CLAIM_BATCH))
+            chosen = await self._candidates(campaign, now, free)
             if not chosen:
                 return
             seqs = [c["seq"] for c in chosen]
