@@ -26,7 +26,6 @@ outcome, worker), where tests and users can read it; duplicates would show there
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import uuid
@@ -39,6 +38,7 @@ from shared.clock import ScaledClock
 from shared.config import WorkerSettings
 from shared.domain.messages import AttemptResult, DialCommand
 from shared.domain.status import Outcome
+from shared.retry import with_backoff
 from shared.storage.batching import GroupInserter
 from shared.storage.mongo import Database
 
@@ -168,18 +168,9 @@ class SimulatedProvider:
             "outcome": result.outcome.value,
             "worker": self.worker,
         }
-        loop = asyncio.get_running_loop()
-        deadline, delay = loop.time() + RECORD_RETRY_SECONDS, 0.1
-        while True:
-            try:
-                await self.log.insert(doc)
-                return
-            except Exception as exc:
-                if loop.time() + delay > deadline:
-                    raise
-                log.warning("recording the dial failed; retrying", error=repr(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        await with_backoff(
+            lambda: self.log.insert(doc), within=RECORD_RETRY_SECONDS, what="recording the dial"
+        )
 
     async def close(self) -> None:
         return None

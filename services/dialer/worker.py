@@ -12,12 +12,13 @@ from pydantic import ValidationError
 
 from services.dialer.provider import TelephonyProvider
 from shared.clock import ScaledClock
-from shared.domain.messages import ATTEMPT_RESULT, AttemptResult, DialCommand
+from shared.domain.messages import ATTEMPT_RESULT, AttemptResult, DialCommand, claim_key
 from shared.messaging.connection import Publisher
 from shared.messaging.consumer import Reject
 from shared.messaging.envelope import Envelope
 from shared.messaging.topology import RESULT_KEY
 from shared.metrics import metrics
+from shared.retry import with_backoff
 from shared.storage.batching import GroupInserter
 from shared.storage.mongo import Database, is_transient
 
@@ -69,9 +70,8 @@ class DialHandler:
     async def handle(self, command: DialCommand, firm_id: str | None) -> None:
         # The claim on (call, attempt) is stored before dialing: a redelivered command
         # (or one published twice) finds it and is dropped, so an attempt is dialed once.
-        fresh = await self._claim(command)
-        key = f"{command.call_uuid}:{command.attempt}"
-        if fresh:
+        key = claim_key(command.call_uuid, command.attempt)
+        if await self._claim(key):
             self.inflight.add(key)
             try:
                 await self._dial_and_report(command, firm_id)
@@ -102,7 +102,7 @@ class DialHandler:
         result = await self.provider.dial(command)
         if not result.dialed:
             # The attempt number is handed out again when the call is next claimed.
-            await self.attempts.delete_one({"_id": f"{command.call_uuid}:{command.attempt}"})
+            await self.attempts.delete_one({"_id": claim_key(command.call_uuid, command.attempt)})
         await self._report(result, firm_id)
         m = metrics()
         m.dial_commands.labels(result="dialed" if result.dialed else "not_dialed").inc()
@@ -110,34 +110,24 @@ class DialHandler:
             m.attempt_seconds.labels(outcome=result.outcome.value).observe(result.duration_seconds)
         log.info("attempt ended", outcome=result.outcome.value)
 
-    async def _claim(self, command: DialCommand) -> bool:
-        """Store the (call, attempt) claim; False if someone else holds it.
+    async def _claim(self, key: str) -> bool:
+        """Store the (call, attempt) claim ``key``; False if someone else holds it.
 
         An insert whose answer was lost to a database outage may have landed: it is
         retried, and a duplicate that carries this try's nonce is our own claim.
         """
-        key = f"{command.call_uuid}:{command.attempt}"
         nonce = uuid.uuid4().hex
-        doc = {
-            "_id": key,
-            "worker": self.worker_id,
-            "nonce": nonce,
-            "claimed_at": self.clock.now(),
-        }
-        loop = asyncio.get_running_loop()
-        deadline, delay = loop.time() + CLAIM_RETRY_SECONDS, 0.1
-        while True:
-            try:
-                if await self.claims.insert(doc):
-                    return True
-                held = await self.attempts.find_one({"_id": key}, {"nonce": 1})
-                return held is not None and held.get("nonce") == nonce
-            except Exception as exc:
-                if not is_transient(exc) or loop.time() + delay > deadline:
-                    raise
-                log.warning("claiming the attempt failed; retrying", error=repr(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        doc = {"_id": key, "worker": self.worker_id, "nonce": nonce, "claimed_at": self.clock.now()}
+
+        async def insert() -> bool:
+            if await self.claims.insert(doc):
+                return True
+            held = await self.attempts.find_one({"_id": key}, {"nonce": 1})
+            return held is not None and held.get("nonce") == nonce
+
+        return await with_backoff(
+            insert, within=CLAIM_RETRY_SECONDS, what="claiming the attempt", retry_on=is_transient
+        )
 
     async def beat(self) -> None:
         """Say this worker lives and which calls it is placing (one small write)."""
@@ -177,16 +167,8 @@ class DialHandler:
             campaign_uuid=result.campaign_uuid,
             data=result.model_dump(mode="json"),
         )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + REPORT_RETRY_SECONDS
-        delay = 0.1
-        while True:
-            try:
-                await self.publisher.work(RESULT_KEY, envelope)
-                return
-            except Exception as exc:
-                if loop.time() + delay > deadline:
-                    raise
-                log.warning("publishing the result failed; retrying", error=repr(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        await with_backoff(
+            lambda: self.publisher.work(RESULT_KEY, envelope),
+            within=REPORT_RETRY_SECONDS,
+            what="publishing the result",
+        )

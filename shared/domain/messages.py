@@ -13,6 +13,11 @@ DIAL = "call.dial"
 ATTEMPT_RESULT = "call.attempt_result"
 
 
+def claim_key(call_uuid: str, attempt: int) -> str:
+    """The key of the claim a worker stores before placing attempt ``attempt`` of a call."""
+    return f"{call_uuid}:{attempt}"
+
+
 class DialCommand(BaseModel):
     """Place attempt number ``attempt`` of call ``call_uuid``; never twice."""
 

@@ -29,6 +29,7 @@ from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractQueu
 
 from shared.messaging.topology import DELIVERY_LIMIT
 from shared.metrics import metrics
+from shared.retry import with_backoff
 from shared.storage.mongo import is_transient
 
 log = structlog.get_logger(__name__)
@@ -103,19 +104,13 @@ class Consumer:
                 await message.ack()
 
     async def _run_handler(self, message: AbstractIncomingMessage) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.transient_seconds
-        delay = 0.2
-        while True:
-            try:
-                await self.handler(message)
-                return
-            except Exception as exc:
-                if not is_transient(exc) or loop.time() + delay > deadline:
-                    raise
-                log.warning("transient failure; handling again", error=repr(exc), type=message.type)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        await with_backoff(
+            lambda: self.handler(message),
+            within=self.transient_seconds,
+            what=f"handling {message.type} (transient)",
+            retry_on=is_transient,
+            first_delay=0.2,
+        )
 
     async def _dead_letter(self, message: AbstractIncomingMessage, reason: str, kind: str) -> None:
         metrics().messages_dead_lettered.labels(queue=self.queue.name, reason=kind).inc()

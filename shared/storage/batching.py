@@ -13,9 +13,7 @@ import asyncio
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
-from shared.storage.mongo import Document
-
-DUPLICATE_KEY = 11000
+from shared.storage.mongo import DUPLICATE_KEY, Document
 
 
 class GroupInserter:

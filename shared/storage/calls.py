@@ -9,28 +9,31 @@ stay exact. See ``docs/DATA_MODEL.md``.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import BulkWriteError
 
 from shared.domain.status import CallStatus
-from shared.storage.mongo import Database, Document, Recheck, in_transaction
+from shared.storage.mongo import (
+    DUPLICATE_KEY,
+    Announce,
+    Database,
+    Document,
+    Recheck,
+    in_transaction,
+)
 
 BLOCK = 1000
 INSERT_CHUNK = 5000
-DUPLICATE_KEY = 11000
 #: Fields a call object never shows: the engine's bookkeeping.
 CALL_PROJECTION = {"dispatch": 0, "dedup_key": 0, "retry_at": 0, "days": 0}
 
 T = TypeVar("T")
-#: Called inside a write's transaction with what it changed, to store the events that
-#: announce the change in the same transaction (the transactional outbox).
-Announce = Callable[[AsyncClientSession, Any], Awaitable[None]]
 
 
 def _key(campaign_uuid: str, status: CallStatus, seq: int) -> Document:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,20 +25,15 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import BulkWriteError
 
 from shared.domain.attempts import Settlement, settle_attempt
-from shared.domain.messages import AttemptResult
+from shared.domain.messages import AttemptResult, claim_key
 from shared.domain.status import CallStatus, CampaignStatus, Outcome
 from shared.domain.window import CallingWindow, day_of
-from shared.storage.mongo import Database, Document, in_transaction
+from shared.storage.mongo import DUPLICATE_KEY, Announce, Database, Document, in_transaction
 
 log = structlog.get_logger(__name__)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ACTIVE = [CampaignStatus.PENDING.value, CampaignStatus.PROCESSING.value]
-DUPLICATE_KEY = 11000
-
-#: Called inside a write's transaction with what it changed, to store the messages that
-#: announce the change in the same transaction (the transactional outbox).
-Announce = Callable[[AsyncClientSession, Any], Awaitable[None]]
 
 
 def window_of(campaign: Document) -> CallingWindow:
@@ -263,7 +258,7 @@ class EngineStore:
         )
         async for worker in cursor:
             placing.update(worker.get("calls") or [])
-        return {c["_id"] for c in calls if f"{c['_id']}:{c['attempts']}" in placing}
+        return {c["_id"] for c in calls if claim_key(c["_id"], c["attempts"]) in placing}
 
     async def fence(self, calls: Sequence[Document], now: datetime) -> set[str]:
         """Make sure no worker dials these overdue attempts from now on.
@@ -275,7 +270,7 @@ class EngineStore:
         """
         if not calls:
             return set()
-        ids = {f"{c['_id']}:{c['attempts']}": c["_id"] for c in calls}
+        ids = {claim_key(c["_id"], c["attempts"]): c["_id"] for c in calls}
         docs = [{"_id": k, "worker": "lease-expired", "claimed_at": now} for k in ids]
         taken: set[str] = set()
         try:

@@ -14,6 +14,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, OperationFailure
 
 Document = dict[str, Any]
+#: The server's error code for a duplicate key.
+DUPLICATE_KEY = 11000
 Database = AsyncDatabase[Document]
 T = TypeVar("T")
 
@@ -90,6 +92,10 @@ def is_transient(exc: BaseException) -> bool:
 class Recheck(Exception):
     """A concurrent writer changed what the transaction read: abort it and start again."""
 
+
+#: Called inside a write's transaction with what it changed, to store the messages that
+#: announce the change in the same transaction (the transactional outbox).
+Announce = Callable[[AsyncClientSession, Any], Awaitable[None]]
 
 #: Called with every session before a transaction starts on it (the process's
 #: :class:`shared.storage.sessions.SessionFence`, registered at start-up).
