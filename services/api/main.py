@@ -25,7 +25,7 @@ from shared.runtime import run_until_signal
 from shared.service.campaigns import CampaignService
 from shared.storage.idempotency import IdempotencyStore
 from shared.storage.keys import ApiKeyRepository
-from shared.storage.mongo import ensure_indexes, make_client, set_transaction_hook
+from shared.storage.mongo import ensure_indexes, make_client
 from shared.storage.sessions import SessionFence
 
 log = structlog.get_logger(__name__)
@@ -41,7 +41,12 @@ def run(settings: ApiSettings) -> int:
         try:
             db = client[settings.mongodb_db]
             await ensure_indexes(db)
-            publisher = await open_publisher(connection, Names(settings.amqp_prefix))
+            fence = SessionFence(
+                db, f"api:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}", "api"
+            )
+            await fence.start(timedelta(seconds=settings.session_fence_seconds))
+            names = Names(settings.amqp_prefix)
+            publisher = await open_publisher(connection, names)
             service = CampaignService(
                 db, publisher, clock, default_firm_max_speed=settings.default_firm_max_speed
             )
@@ -59,10 +64,10 @@ def run(settings: ApiSettings) -> int:
             )
             commands_channel = await connection.channel()
             commands = Consumer(
-                await commands_channel.get_queue(Names(settings.amqp_prefix).commands_queue),
+                await commands_channel.get_queue(names.commands_queue),
                 CommandHandler(service, publisher, idempotency),
                 prefetch=8,
-                dead_letters=await commands_channel.get_exchange(Names(settings.amqp_prefix).dlx),
+                dead_letters=await commands_channel.get_exchange(names.dlx),
             )
             await commands.start()
             # drains requests in flight (60 s)
@@ -71,13 +76,6 @@ def run(settings: ApiSettings) -> int:
             site = web.TCPSite(runner, settings.api_host, settings.api_port)
             await site.start()
             log.info("api listening", host=settings.api_host, port=settings.api_port)
-            fence = SessionFence(
-                db, f"api:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}", "api"
-            )
-            set_transaction_hook(fence.register)
-            fencing = asyncio.create_task(
-                fence.run(timedelta(seconds=settings.session_fence_seconds))
-            )
             relay = asyncio.create_task(
                 service.outbox.relay_forever(
                     settings.outbox_relay_seconds,
@@ -89,8 +87,7 @@ def run(settings: ApiSettings) -> int:
             await commands.stop(settings.drain_seconds)
             await runner.cleanup()
             relay.cancel()
-            fencing.cancel()
-            await fence.leave()
+            await fence.stop()
         finally:
             await connection.close()
             await client.close()

@@ -24,7 +24,7 @@ from shared.messaging.topology import Names, event_key
 from shared.metrics import metrics, start_metrics_server
 from shared.runtime import run_until_signal
 from shared.storage.engine import EngineStore, Settled
-from shared.storage.mongo import ensure_indexes, make_client, set_transaction_hook
+from shared.storage.mongo import ensure_indexes, make_client
 from shared.storage.sessions import SessionFence
 
 log = structlog.get_logger(__name__)
@@ -181,9 +181,7 @@ async def serve(settings: SchedulerSettings, stop: asyncio.Event) -> None:
         scheduler = Scheduler(settings, EngineStore(db), publisher, outbox, clock, wake_queue)
         structlog.contextvars.bind_contextvars(scheduler=scheduler.id)
         fence = SessionFence(db, scheduler.id, "scheduler")
-        set_transaction_hook(fence.register)
-        await fence.beat()
-        fencing = asyncio.create_task(fence.run(timedelta(seconds=settings.session_fence_seconds)))
+        await fence.start(timedelta(seconds=settings.session_fence_seconds))
         scheduler.sink.start()
         results_channel = await connection.channel()
         results = Consumer(
@@ -213,12 +211,11 @@ async def serve(settings: SchedulerSettings, stop: asyncio.Event) -> None:
         log.info("scheduler stopping")
         leases.cancel()
         relay.cancel()
-        fencing.cancel()
         await campaigns.stop(settings.drain_seconds)
         await scheduler.stop()
         await results.stop(settings.drain_seconds)
         await scheduler.sink.stop()
-        await fence.leave()
+        await fence.stop()
     finally:
         await connection.close()
         await mongo.close()

@@ -111,7 +111,7 @@ class CampaignRunner:
             start_at: datetime = campaign["start_at"]
             if now < start_at:
                 return start_at
-            await self._set_status(campaign, CampaignStatus.PROCESSING, now)
+            await self._move(campaign, CampaignStatus.PENDING, CampaignStatus.PROCESSING, now)
             campaign["status"] = CampaignStatus.PROCESSING.value
         stats = campaign.get("stats", {})
         await self._recover_lost(campaign, now)
@@ -153,10 +153,6 @@ class CampaignRunner:
         if done:
             log.info("campaign completed", stats=stats)
         return done
-
-    async def _set_status(self, campaign: Document, new: CampaignStatus, now: datetime) -> None:
-        old = CampaignStatus(campaign["status"])
-        await self._move(campaign, old, new, now)
 
     async def _move(
         self,

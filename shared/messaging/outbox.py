@@ -28,6 +28,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from shared.messaging.envelope import Envelope
 from shared.messaging.topology import event_key
+from shared.metrics import metrics
 from shared.storage.mongo import Database, Document
 
 log = structlog.get_logger(__name__)
@@ -177,8 +178,6 @@ class Outbox:
         return total
 
     async def relay_forever(self, interval: float, grace: timedelta) -> None:
-        from shared.metrics import metrics  # the metrics registry is process-wide
-
         while True:
             try:
                 relayed = await self.relay_once(grace)
@@ -189,5 +188,5 @@ class Outbox:
             except Exception as exc:
                 log.warning("outbox relay round failed", error=repr(exc))
                 relayed = 0
-            if relayed < RELAY_BATCH:
+            if not relayed:  # after a round that found entries, look again at once
                 await asyncio.sleep(interval)

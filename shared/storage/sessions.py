@@ -23,7 +23,7 @@ from typing import Any
 import structlog
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from shared.storage.mongo import Database, Document
+from shared.storage.mongo import Database, Document, set_transaction_hook
 
 log = structlog.get_logger(__name__)
 
@@ -35,6 +35,21 @@ class SessionFence:
         self.process_id = process_id
         self.role = role
         self.lsids: dict[bytes, Any] = {}  # uuid bytes -> the BSON value of the lsid
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, dead_after: timedelta) -> None:
+        """Register every transaction's session from now on; heartbeat and reap."""
+        set_transaction_hook(self.register)
+        await self.beat()
+        self._task = asyncio.create_task(self.run(dead_after))
+
+    async def stop(self) -> None:
+        """After the process's last transaction: stop beating and forget this process."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        set_transaction_hook(None)
+        await self.leave()
 
     async def register(self, session: AsyncClientSession) -> None:
         """Record ``session``'s lsid before a transaction runs on it (once per lsid)."""
