@@ -32,6 +32,7 @@ from pymongo import AsyncMongoClient
 from bench.procstat import cpu_seconds, listener_pid, rss_mib
 from services.stack import EmbeddedMongo, free_port, wait_port
 from shared.messaging.topology import Names
+from shared.messaging.topology import delete as delete_topology
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -130,20 +131,9 @@ class Stack:
         return Proc("secantus", self.mongo.proc, Path(), Path()).target_pid()
 
     async def _delete_topology(self) -> None:
-        names = Names(self.prefix)
         connection = await aio_pika.connect(self.amqp_url)
         async with connection:
-            channel = await connection.channel()
-            for queue in (
-                names.dial_queue,
-                names.results_queue,
-                names.campaigns_queue,
-                names.commands_queue,
-                names.dead,
-            ):
-                await channel.queue_delete(queue)
-            for exchange in (names.events, names.work, names.dlx):
-                await channel.exchange_delete(exchange)
+            await delete_topology(await connection.channel(), Names(self.prefix))
 
     # -- dialer processes -----------------------------------------------------------
     def base_env(self, db: str, **extra: str) -> dict[str, str]:

@@ -104,22 +104,11 @@ async def amqp_prefix(servers: Servers, test_id: str) -> AsyncIterator[str]:
     """A fresh exchange/queue name prefix; everything under it is deleted after the test."""
     prefix = f"t{test_id}"
     yield prefix
-    from shared.messaging.topology import Names
+    from shared.messaging.topology import Names, delete
 
-    names = Names(prefix)
     connection = await aio_pika.connect(servers.amqp_url)
     async with connection:
-        channel = await connection.channel()
-        for queue in (
-            names.dial_queue,
-            names.results_queue,
-            names.campaigns_queue,
-            names.commands_queue,
-            names.dead,
-        ):
-            await channel.queue_delete(queue)
-        for exchange in (names.events, names.work, names.dlx):
-            await channel.exchange_delete(exchange)
+        await delete(await connection.channel(), Names(prefix))
 
 
 @pytest.fixture

@@ -125,3 +125,17 @@ async def declare(channel: AbstractChannel, names: Names) -> Topology:
         commands=commands,
         dead=dead,
     )
+
+
+async def delete(channel: AbstractChannel, names: Names) -> None:
+    """Delete the queues and exchanges :func:`declare` made (a test's or a benchmark's)."""
+    for queue in (
+        names.dial_queue,
+        names.results_queue,
+        names.campaigns_queue,
+        names.commands_queue,
+        names.dead,
+    ):
+        await channel.queue_delete(queue)
+    for exchange in (names.events, names.work, names.dlx):
+        await channel.exchange_delete(exchange)

@@ -37,7 +37,7 @@ from shared.domain.status import FINAL_CALL_STATUSES
 from shared.messaging.topology import Names, declare
 from shared.storage.mongo import Database, make_client
 from tests.chaos.broker import PrivateRabbit
-from tests.support.analysis import duplicate_attempts, max_in_progress
+from tests.support.analysis import duplicate_attempts, instants_above, max_in_progress
 from tests.support.processes import Processes
 
 SIM_START = datetime(2026, 3, 2, 8, 59, 0, tzinfo=UTC)
@@ -367,7 +367,7 @@ class Chaos:
         )
         intervals = [(d["started_at"], d["ended_at"]) for d in dials]
         peak = max_in_progress(intervals)
-        above = _instants_above(intervals, self.config.speed)
+        above = instants_above(intervals, self.config.speed)
         statuses = Counter(d["status"] for d in calls)
         not_final = sum(n for s, n in statuses.items() if s not in FINAL_CALL_STATUSES)
         # Events: campaign created, campaign completed, one call.finished per attempt.
@@ -447,15 +447,3 @@ class Chaos:
             "dials completed whose worker died before reporting": len(dialed & recovered),
         }
         return report
-
-
-def _instants_above(intervals: list[tuple[datetime, datetime]], speed: int) -> int:
-    """How many times the number of calls in progress rose above ``speed``."""
-    points = [(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals]
-    points.sort(key=lambda p: (p[0], p[1]))
-    level = above = 0
-    for _, delta in points:
-        level += delta
-        if delta > 0 and level > speed:
-            above += 1
-    return above

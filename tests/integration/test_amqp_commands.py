@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -12,7 +11,7 @@ from typing import Any
 
 import aio_pika
 import pytest
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractQueue
 
 from services.api.commands import CommandHandler
 from shared.clock import ScaledClock
@@ -25,6 +24,7 @@ from shared.storage.idempotency import IdempotencyStore
 from shared.storage.mongo import Database
 from tests.conftest import Servers
 from tests.integration.test_api_support import FIRM_A, FIRM_B, phone, record
+from tests.support.amqp import next_message
 
 pytestmark = pytest.mark.integration
 
@@ -55,19 +55,10 @@ class Commands:
         await self.publisher.topology.events.publish(message, routing_key=f"command.{name}")
         if not reply:
             return 0, None
-        answer = await _next(self.replies)
+        answer = await next_message(self.replies)
         assert answer.correlation_id == correlation_id
         body = json.loads(answer.body)
         return body["status"], body["body"]
-
-
-async def _next(queue: AbstractQueue, within: float = 20) -> AbstractIncomingMessage:
-    async with queue.iterator() as messages:
-        async with asyncio.timeout(within):
-            async for message in messages:
-                await message.ack()
-                return message
-    raise AssertionError("no message")
 
 
 @pytest.fixture
@@ -177,7 +168,7 @@ async def test_unknown_command_and_missing_firm_are_422(commands: Commands) -> N
 
 async def test_failed_command_without_reply_to_is_an_error_event(commands: Commands) -> None:
     await commands.send("create_campaign", campaign(speed=0), reply=False)
-    event = Envelope.from_body((await _next(commands.rejected)).body)
+    event = Envelope.from_body((await next_message(commands.rejected)).body)
     assert event.type == "command.rejected"
     assert event.data["command"] == "create_campaign"
     assert event.data["status"] == 422

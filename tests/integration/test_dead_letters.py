@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from aio_pika.abc import (
     AbstractIncomingMessage,
-    AbstractQueue,
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
@@ -28,6 +27,7 @@ from shared.messaging.envelope import Envelope
 from shared.messaging.topology import DELIVERY_LIMIT, DIAL_KEY, Names, Topology, declare
 from shared.metrics import metrics
 from tests.conftest import Servers
+from tests.support.amqp import next_message
 
 pytestmark = pytest.mark.integration
 
@@ -95,14 +95,6 @@ async def broker(servers: Servers, amqp_prefix: str) -> AsyncIterator[Broker]:
         await running.stop()
     finally:
         await connection.close()
-
-
-async def next_message(queue: AbstractQueue, within: float = 10) -> AbstractIncomingMessage:
-    async with queue.iterator() as messages, asyncio.timeout(within):
-        async for message in messages:
-            await message.ack()
-            return message
-    raise AssertionError("no message")
 
 
 def dead_lettered(queue: str, reason: str) -> float:

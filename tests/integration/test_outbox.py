@@ -7,14 +7,13 @@ publisher, as a restarted process would build it.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from aio_pika.abc import AbstractQueue, AbstractRobustConnection
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from shared.clock import ScaledClock
@@ -29,6 +28,7 @@ from shared.storage.engine import EngineStore
 from shared.storage.mongo import Database, Document, in_transaction
 from tests.conftest import Servers
 from tests.integration.test_api_support import FIRM_A, record
+from tests.support.amqp import next_message
 from tests.support.seed import seed_campaign
 
 pytestmark = pytest.mark.integration
@@ -71,14 +71,6 @@ async def broker(servers: Servers, amqp_prefix: str) -> AsyncIterator[Broker]:
         yield Broker(connection, names, await open_publisher(connection, names))
     finally:
         await connection.close()
-
-
-async def next_message(queue: AbstractQueue, within: float = 10) -> AbstractIncomingMessage:
-    async with queue.iterator() as messages, asyncio.timeout(within):
-        async for message in messages:
-            await message.ack()
-            return message
-    raise AssertionError("no message")
 
 
 async def outbox_docs(db: Database) -> list[Document]:

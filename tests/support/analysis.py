@@ -35,15 +35,26 @@ async def dials(db: Database, campaign_uuid: str) -> list[dict[str, Any]]:
     return [d async for d in db["sim_dials"].find({"campaign_uuid": campaign_uuid})]
 
 
-def max_in_progress(intervals: list[tuple[datetime, datetime]]) -> int:
-    """The most intervals ``[start, end)`` open at any one instant (sweep line)."""
+def _levels(intervals: list[tuple[datetime, datetime]]) -> list[tuple[int, int]]:
+    """(change, level after it) at every start (+1) and end (-1) of ``[start, end)``
+    intervals, in time order; an end at t comes before a start at t."""
     points = [(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals]
-    points.sort(key=lambda p: (p[0], p[1]))  # an end at t closes before a start at t
-    level = peak = 0
+    points.sort(key=lambda p: (p[0], p[1]))
+    level, out = 0, []
     for _, delta in points:
         level += delta
-        peak = max(peak, level)
-    return peak
+        out.append((delta, level))
+    return out
+
+
+def max_in_progress(intervals: list[tuple[datetime, datetime]]) -> int:
+    """The most intervals ``[start, end)`` open at any one instant (sweep line)."""
+    return max((level for _, level in _levels(intervals)), default=0)
+
+
+def instants_above(intervals: list[tuple[datetime, datetime]], limit: int) -> int:
+    """How many times the number of open intervals rose above ``limit``."""
+    return sum(1 for delta, level in _levels(intervals) if delta > 0 and level > limit)
 
 
 def duplicate_attempts(records: list[dict[str, Any]]) -> list[tuple[str, int]]:
