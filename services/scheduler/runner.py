@@ -105,6 +105,7 @@ class CampaignRunner:
             )
         if campaign is None or campaign["status"] in FINAL_CAMPAIGN_STATUSES:
             return "stop"
+        structlog.contextvars.bind_contextvars(firm_id=campaign["firm_id"])  # runner task only
         now = self.clock.now()
         window = window_of(campaign)
         if campaign["status"] == CampaignStatus.PENDING:
