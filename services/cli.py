@@ -70,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
         help="create a key for a firm",
         description="Create an API key for FIRM and print its id and the "
         "clear key (shown only this once).",
+        epilog=ENV_NOTE,
     )
     kc.add_argument("--firm", required=True, help="firm the key belongs to")
     kc.add_argument(
@@ -79,12 +80,14 @@ def _parser() -> argparse.ArgumentParser:
         "list",
         help="list keys (never the clear key)",
         description="List every key: id, firm, active flag, creation time.",
+        epilog=ENV_NOTE,
     )
     kl.add_argument("--json", action="store_true", help="print a JSON array")
     kd = ksub.add_parser(
         "deactivate",
         help="deactivate a key",
         description="Deactivate KEY_ID: requests with it answer 403 within API_KEY_CACHE_SECONDS.",
+        epilog=ENV_NOTE,
     )
     kd.add_argument("key_id", metavar="KEY_ID")
 
