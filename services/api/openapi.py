@@ -10,7 +10,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from services.api import idempotency
 from services.api.auth import HEADER
 from services.api.routes import ENDPOINTS, Endpoint
-from shared.domain.models import ErrorResponse
+from shared.domain.models import ErrorResponse, Health
 
 #: The create request exactly as the public documentation shows it.
 DOCUMENTED_EXAMPLE: dict[str, Any] = {
@@ -52,8 +52,10 @@ ERROR_TEXT = {
     422: "Validation failed: every problem is listed with its JSON path",
     429: "Too many requests for this API key (RATE_LIMIT_PER_SECOND, RATE_LIMIT_BURST); "
     "retry after Retry-After seconds",
-    503: "MongoDB or RabbitMQ is down",
+    503: "MongoDB is not reachable; try again",
 }
+#: /health's 503 is its own report (what is down), not an error.
+HEALTH_503 = "MongoDB or RabbitMQ is down: the body names which"
 #: What the answers of the POST endpoints (with a body and an Idempotency-Key) also mean.
 BODY_ERROR_TEXT = {
     408: "The request body did not arrive within API_READ_TIMEOUT_SECONDS",
@@ -170,10 +172,10 @@ def _operation(e: Endpoint, schemas: dict[str, Any]) -> dict[str, Any]:
     responses: dict[str, Any] = {str(e.success): success}
     texts = {**ERROR_TEXT, **BODY_ERROR_TEXT} if e.body is not None else ERROR_TEXT
     for code in _error_codes(e):
-        schema = _ref(e.response) if code == 503 and e.response else _ref(ErrorResponse)
+        report = code == 503 and e.response is Health
         responses[str(code)] = {
-            "description": texts[code],
-            "content": {"application/json": {"schema": schema}},
+            "description": HEALTH_503 if report else texts[code],
+            "content": {"application/json": {"schema": _ref(Health if report else ErrorResponse)}},
         }
         if code == 429 or (code == 409 and e.body is not None):
             responses[str(code)]["headers"] = RETRY_AFTER
@@ -182,12 +184,14 @@ def _operation(e: Endpoint, schemas: dict[str, Any]) -> dict[str, Any]:
 
 
 def _error_codes(e: Endpoint) -> list[int]:
-    """The endpoint's own errors, and those of the transport: rate limit, idempotency."""
+    """Every status the endpoint can answer besides success: its own errors, those of the
+    key check (401, 403), rate limit (429) and database (503, when MongoDB is unreachable),
+    and those of reading a body (408, 413, 415, 422) and of the Idempotency-Key (409)."""
     codes = set(e.errors)
     if e.auth:
-        codes.add(429)
+        codes |= {401, 403, 429, 503}
     if e.body is not None:
-        codes |= {408, 409}
+        codes |= {408, 409, 413, 415, 422}
     return sorted(codes)
 
 

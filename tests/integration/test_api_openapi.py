@@ -14,6 +14,7 @@ from services.api.app import create_app
 from services.api.auth import KeyAuthenticator
 from services.api.health import DependencyHealth
 from services.api.openapi import DOCUMENTED_EXAMPLE
+from services.api.state import OPENAPI
 from services.stack import free_port
 from shared.clock import ScaledClock
 from shared.service.campaigns import CampaignService
@@ -39,6 +40,11 @@ CONTRACT = {  # the endpoint table of CONTRACT.md: success and error codes
     ),
     ("get", "/api/v1/call-campaign/{campaign_uuid}"): ("200", {"401", "403", "404", "422"}),
 }
+#: What any endpoint with a key can also answer: rate limit, MongoDB unreachable.
+KEYED = {"429", "503"}
+#: What reading a body can answer: too slow, Idempotency-Key in use, too large, not JSON.
+BODY = {"408", "409", "413", "415"}
+ERROR_SCHEMA = {"$ref": "#/components/schemas/ErrorResponse"}
 
 
 @pytest.fixture
@@ -54,11 +60,21 @@ async def test_openapi_validates_and_covers_the_contract(api: Api) -> None:
     assert spec["openapi"].startswith("3.1")
     for (method, path), (success, errors) in CONTRACT.items():
         op = spec["paths"][path][method]
-        assert success in op["responses"] and errors <= set(op["responses"]), (method, path)
+        documented = set(op["responses"])
+        assert success in documented and errors | KEYED <= documented, (method, path)
+        if method == "post":
+            assert BODY <= documented, (method, path)
+        else:
+            assert not {"408", "413", "415"} & documented, (method, path)  # no body read
         assert op["security"] == [{"ApiKey": []}]
-        for code in errors:
+        for code in documented - {success}:
             schema = op["responses"][code]["content"]["application/json"]["schema"]
-            assert schema == {"$ref": "#/components/schemas/ErrorResponse"}
+            assert schema == ERROR_SCHEMA, (method, path, code)
+        assert "Retry-After" in op["responses"]["429"]["headers"]
+    health = spec["paths"]["/health"]["get"]["responses"]["503"]
+    assert health["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Health"
+    }
     create = spec["paths"]["/api/v1/call-campaign"]["post"]["requestBody"]
     assert create["content"]["application/json"]["example"] == DOCUMENTED_EXAMPLE
     schemas = spec["components"]["schemas"]
@@ -133,12 +149,18 @@ async def test_health_503_and_endpoints_503_when_mongodb_is_down(api: Api) -> No
                     "mongodb": "down",
                     "rabbitmq": "down",
                 }
-            async with client.get(
-                "/api/v1/call-campaign/x", headers={"x-cybernet-api-key": "k"}
-            ) as resp:
-                assert resp.status == 503
-                body = await resp.json()
-                assert body["error"]["code"] == "service_unavailable"
+            spec = app[OPENAPI]
+            uid = "00000000-0000-4000-8000-000000000000"
+            for method, template in CONTRACT:
+                path = template.format(campaign_uuid=uid, call_uuid=uid, phone_number="77010000001")
+                body = {"call_records": []} if method == "post" else None
+                async with client.request(
+                    method, path, json=body, headers={"x-cybernet-api-key": "k"}
+                ) as resp:
+                    assert resp.status == 503, (method, template)
+                    answer = await resp.json()
+                    assert answer["error"]["code"] == "service_unavailable"
+                assert "503" in spec["paths"][template][method]["responses"]
     finally:
         await dead.close()
 
