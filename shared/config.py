@@ -67,7 +67,11 @@ class ApiSettings(CommonSettings):
         64 * 1024 * 1024, description="largest accepted request body (413 above it)"
     )
     api_key_cache_seconds: float = Field(
-        2.0, ge=0, description="how long a looked-up API key is cached (deactivation delay)"
+        2.0,
+        ge=0,
+        le=10,
+        description="how long a looked-up API key is cached: a deactivation takes effect "
+        "within this time (at most 10 s)",
     )
     default_firm_max_speed: int = Field(
         100, ge=1, description="concurrency limit of a firm without its own setting"

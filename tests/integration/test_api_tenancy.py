@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
+from services import cli
 from services.api.auth import KeyAuthenticator
+from shared.config import ApiSettings
 from shared.domain.errors import Forbidden, Unauthorized
-from shared.storage.keys import ApiKey
+from shared.storage.keys import ApiKey, ApiKeyRepository
+from shared.storage.mongo import Database
+from tests.conftest import Servers
 from tests.integration.test_api_support import (
+    FIRM_A,
     Api,
     phone,
     record,
+    running_api,
 )
 
 BASE = "/api/v1/call-campaign"
@@ -90,8 +100,6 @@ class FakeKeys:
 
 
 async def test_key_cache_expires_so_deactivation_takes_effect() -> None:
-    from datetime import UTC, datetime
-
     now = [0.0]
     clock: Callable[[], float] = lambda: now[0]  # noqa: E731 - a tiny fake clock
     keys = FakeKeys(ApiKey("key_1", "firm", True, datetime.now(UTC)))
@@ -106,3 +114,57 @@ async def test_key_cache_expires_so_deactivation_takes_effect() -> None:
     for clear in (None, "", "bad"):
         with pytest.raises(Unauthorized):
             await auth.authenticate(clear)
+
+
+#: ``API_KEY_CACHE_SECONDS`` as shipped
+KEY_CACHE_SECONDS: float = ApiSettings.model_fields["api_key_cache_seconds"].default
+#: allowance for the request that observes the 403 (a local round trip) and the scheduler
+MARGIN_SECONDS = 1.0
+
+
+@pytest.fixture
+async def shipped_cache_api(
+    servers: Servers, mongo_db: Database, amqp_prefix: str
+) -> AsyncIterator[Api]:
+    async with running_api(
+        servers, mongo_db, amqp_prefix, key_cache_seconds=KEY_CACHE_SECONDS
+    ) as running:
+        yield running
+
+
+async def test_a_key_deactivated_with_the_cli_is_refused_within_the_cache_time(
+    shipped_cache_api: Api, monkeypatch: pytest.MonkeyPatch, servers: Servers
+) -> None:
+    api = shipped_cache_api
+    uid = (await api.create(1))["uuid"]
+    key, clear = await ApiKeyRepository(api.db).create(FIRM_A, datetime.now(UTC))
+    status, _ = await api.call("GET", f"{BASE}/{uid}", key=clear)
+    assert status == 200  # looked up and cached as active
+
+    monkeypatch.setenv("MONGODB_URL", servers.mongodb_url)
+    monkeypatch.setenv("MONGODB_DB", api.db.name)
+    deactivated = time.monotonic()  # before the command: the bound measured is the stricter
+    assert await asyncio.to_thread(cli.main, ["keys", "deactivate", key.key_id]) == 0
+    stored = await api.db["api_keys"].find_one({"_id": key.key_id})
+    assert stored is not None and stored["active"] is False
+
+    deadline = deactivated + KEY_CACHE_SECONDS + MARGIN_SECONDS
+    while True:
+        status, body = await api.call("GET", f"{BASE}/{uid}", key=clear)
+        if status != 200:
+            break
+        assert time.monotonic() < deadline, "the deactivated key is still accepted"
+        await asyncio.sleep(0.05)  # poll interval, not a wait for something to settle
+    took = time.monotonic() - deactivated
+    print(f"deactivated key refused after {took:.2f}s (cache {KEY_CACHE_SECONDS}s)")
+    assert status == 403 and body["error"]["code"] == "forbidden", body
+    assert took <= KEY_CACHE_SECONDS + MARGIN_SECONDS, took
+    status, _ = await api.call("GET", f"{BASE}/{uid}")  # the firm's other key still works
+    assert status == 200
+
+
+def test_key_cache_setting_is_bounded_to_a_few_seconds() -> None:
+    assert ApiSettings(api_key_cache_seconds=10).api_key_cache_seconds == 10
+    for bad in (-1, 10.5, 3600):
+        with pytest.raises(ValidationError):
+            ApiSettings(api_key_cache_seconds=bad)
