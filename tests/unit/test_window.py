@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -137,6 +138,43 @@ def test_offsets_are_converted_to_utc() -> None:
     assert inside == utc("2026-01-15T15:00")
     assert inside is not None
     assert inside.utcoffset() == timedelta(0)
+
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+@pytest.mark.parametrize(
+    ("first_day", "utc_open", "utc_close", "local_open_after"),
+    [
+        # Spring forward on 2026-03-29: CET (+1) becomes CEST (+2).
+        (date(2026, 3, 27), "08:00", "17:00", 10),
+        # Fall back on 2026-10-25: CEST (+2) becomes CET (+1).
+        (date(2026, 10, 23), "07:00", "16:00", 8),
+    ],
+)
+def test_repetition_is_24_utc_hours_across_a_dst_switch(
+    first_day: date, utc_open: str, utc_close: str, local_open_after: int
+) -> None:
+    """09:00-18:00 Berlin time, given just before a switch, repeats at the same UTC hours."""
+    start = datetime.combine(first_day, time(9), tzinfo=BERLIN)
+    window = CallingWindow(start, start + 9 * H, repeat_daily=True)
+    assert window.start_at == utc(f"{first_day}T{utc_open}")
+    for k in range(5):  # two days before the switch, its day, two days after
+        day = (first_day + k * D).isoformat()
+        opens, closes = utc(f"{day}T{utc_open}"), utc(f"{day}T{utc_close}")
+        assert window.next_open(opens - 3 * H) == opens
+        assert window.current(opens) == (opens, closes)
+        assert not window.contains(opens - US)
+        assert not window.contains(closes)
+        assert opens - window.start_at == k * D  # exactly k * 24 h of elapsed time
+    after = first_day + 4 * D
+    # After the switch the window opens at another local hour than the 09:00 given.
+    local_nine = datetime.combine(after, time(9), tzinfo=BERLIN)
+    assert window.contains(local_nine) is (local_open_after < 9)
+    opened = window.next_open(datetime.combine(after, time(6), tzinfo=BERLIN))
+    assert opened is not None
+    assert opened.astimezone(BERLIN).hour == local_open_after
+    assert opened.utcoffset() == timedelta(0)
 
 
 def test_naive_and_empty_windows_are_refused() -> None:
