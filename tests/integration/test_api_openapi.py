@@ -63,7 +63,7 @@ async def test_openapi_validates_and_covers_the_contract(api: Api) -> None:
         documented = set(op["responses"])
         assert success in documented and errors | KEYED <= documented, (method, path)
         if method == "post":
-            assert BODY <= documented, (method, path)
+            assert documented >= BODY, (method, path)
         else:
             assert not {"408", "413", "415"} & documented, (method, path)  # no body read
         assert op["security"] == [{"ApiKey": []}]
@@ -153,7 +153,9 @@ async def test_health_503_and_endpoints_503_when_mongodb_is_down(api: Api) -> No
             uid = "00000000-0000-4000-8000-000000000000"
             for method, template in CONTRACT:
                 path = template.format(campaign_uuid=uid, call_uuid=uid, phone_number="77010000001")
-                body = {"call_records": []} if method == "post" else None
+                body: dict[str, list[str]] | None = (
+                    {"call_records": []} if method == "post" else None
+                )
                 async with client.request(
                     method, path, json=body, headers={"x-cybernet-api-key": "k"}
                 ) as resp:
