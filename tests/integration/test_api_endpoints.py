@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from services.api.openapi import DOCUMENTED_EXAMPLE
+from shared.storage.mongo import Database
+from tests.conftest import Servers
 from tests.integration.test_api_support import (
     Api,
     iso,
     phone,
     record,
+    running_api,
 )
 
 BASE = "/api/v1/call-campaign"
@@ -204,6 +211,83 @@ async def test_append_drops_duplicates_of_earlier_requests_the_same_day(api: Api
     assert pages is not None and pages["count"] == 5
 
 
+class SetClock:
+    """Campaign time that stands still until the test moves it."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+    def wall_seconds(self, campaign_seconds: float) -> float:
+        return campaign_seconds
+
+    async def sleep(self, campaign_seconds: float) -> None:
+        await asyncio.sleep(campaign_seconds)
+
+
+#: 23:59 on day D (UTC), one minute before D + 1
+BEFORE_MIDNIGHT = datetime(2031, 5, 10, 23, 59, tzinfo=UTC)
+
+
+@pytest.fixture
+async def clocked(
+    servers: Servers, mongo_db: Database, amqp_prefix: str
+) -> AsyncIterator[tuple[Api, SetClock]]:
+    clock = SetClock(BEFORE_MIDNIGHT)
+    async with running_api(servers, mongo_db, amqp_prefix, clock=clock) as running:
+        yield running, clock
+
+
+async def test_day_unique_keeps_a_number_again_on_the_next_utc_day(
+    clocked: tuple[Api, SetClock],
+) -> None:
+    api, clock = clocked
+    d, next_day = "2031-05-10", "2031-05-11"
+    status, created = await api.call(
+        "POST",
+        BASE,
+        json_body={
+            "call_campaign_name": "across midnight",
+            "start_at": iso(BEFORE_MIDNIGHT - timedelta(hours=4)),
+            "end_at": iso(BEFORE_MIDNIGHT + timedelta(hours=4)),
+            "day_unique": "delete",
+            "allow_dynamic_call_appending": True,
+            "call_records": [record(1), record(2)],
+        },
+    )
+    assert status == 201 and created["status"] == "PROCESSING", created
+    uid = created["uuid"]
+
+    async def append(*numbers: int) -> tuple[int, int]:
+        records = [record(i) for i in numbers]
+        status, body = await api.call(
+            "POST", f"{BASE}/{uid}/call-records", json_body={"call_records": records}
+        )
+        assert status == 200, body
+        return body["call_records_added"], body["duplicates_removed"]
+
+    clock.at = BEFORE_MIDNIGHT + timedelta(seconds=59, microseconds=999_000)  # still day D
+    assert await append(1, 3) == (1, 1)
+    clock.at = BEFORE_MIDNIGHT + timedelta(minutes=1)  # 00:00:00 of D + 1
+    assert await append(1, 1, 2) == (2, 1)  # kept once each; the second 1 is this day's
+    clock.at += timedelta(hours=1)
+    assert await append(2, 3) == (1, 1)  # 3 is new today, 2 is not
+
+    calls = await api.calls(uid)
+    assert [(c["phone_number"], c["dedup_key"]) for c in calls] == [
+        (phone(1), f"{d}|{phone(1)}"),
+        (phone(2), f"{d}|{phone(2)}"),
+        (phone(3), f"{d}|{phone(3)}"),
+        (phone(1), f"{next_day}|{phone(1)}"),
+        (phone(2), f"{next_day}|{phone(2)}"),
+        (phone(3), f"{next_day}|{phone(3)}"),
+    ]
+    campaign = await api.campaign(uid)
+    assert campaign["stats"]["total"] == 6 and campaign["stats"]["PENDING"] == 6
+
+
 async def test_append_400_for_final_or_running_campaigns(api: Api) -> None:
     locked = await api.create(1)  # PROCESSING, allow_dynamic_call_appending false
     status, body = await api.call(
@@ -336,8 +420,8 @@ async def test_delete_finished_call_409_changes_nothing(api: Api) -> None:
     created = await api.create(1)
     uid = created["uuid"]
     target = (await api.calls(uid))[0]["_id"]
-    await api.claim(uid, [target])
-    await api.finish(target, "NO_ANSWER")
+    assert await api.claim(uid, [target]) == [target]
+    assert await api.finish(target, "NO_ANSWER") == "NO_ANSWER"
     before = await api.snapshot()
     status, body = await api.call("DELETE", f"{BASE}/{uid}/calls/{target}")
     assert status == 409 and "NO_ANSWER" in body["error"]["message"]
@@ -370,8 +454,8 @@ async def test_delete_by_phone_removes_pending_calls_and_keeps_history(api: Api)
     )
     assert status == 200
     first, _, second, third = body["call_uuids"]
-    await api.claim(uid, [first])
-    await api.finish(first)
+    assert await api.claim(uid, [first]) == [first]
+    assert await api.finish(first) == "COMPLETED"
     status, body = await api.call("DELETE", f"{BASE}/{uid}/phone-numbers/+7 (701) 000-00-01")
     assert (status, body) == (200, {"deleted": [second, third]})
     left = await api.calls(uid)
@@ -388,7 +472,7 @@ async def test_delete_by_phone_409_deletes_nothing(api: Api) -> None:
     _, body = await api.call(
         "POST", f"{BASE}/{uid}/call-records", json_body={"call_records": [record(1), record(1)]}
     )
-    await api.claim(uid, [body["call_uuids"][1]])
+    assert await api.claim(uid, [body["call_uuids"][1]]) == [body["call_uuids"][1]]
     before = await api.snapshot()
     status, answer = await api.call("DELETE", f"{BASE}/{uid}/phone-numbers/{phone(1)}")
     assert status == 409 and "nothing was deleted" in answer["error"]["message"]
@@ -404,6 +488,17 @@ async def test_delete_by_phone_404_and_422(api: Api) -> None:
     assert status == 422 and body["error"]["details"][0]["loc"] == ["path", "phone_number"]
 
 
+async def test_delete_by_phone_on_an_unknown_campaign_is_404(api: Api) -> None:
+    await api.create(2)  # the number exists, in another campaign
+    before = await api.snapshot()
+    for uid in ("00000000-0000-4000-8000-000000000000", "12345"):
+        status, body = await api.call("DELETE", f"{BASE}/{uid}/phone-numbers/{phone(1)}")
+        assert status == 404, uid
+        assert_error(body, "not_found")
+        assert "campaign" in body["error"]["message"], body
+    assert await api.snapshot() == before
+
+
 # -- 6. details --------------------------------------------------------------------------
 
 
@@ -416,7 +511,7 @@ async def test_details_with_stats_and_and_combined_filters(api: Api) -> None:
         json_body={"call_records": [record(1), record(2), record(1), record(3)]},
     )
     c1, c2, c3, c4 = body["call_uuids"]
-    await api.claim(uid, [c1, c2])
+    assert await api.claim(uid, [c1, c2]) == [c1, c2]
     status, details = await api.call("GET", f"{BASE}/{uid}")
     assert status == 200
     assert details["campaign"]["uuid"] == uid

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -19,21 +18,27 @@ from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from aiohttp.test_utils import TestClient, TestServer
-from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.api.app import create_app, runner_options
 from services.api.auth import HEADER, KeyAuthenticator
 from services.api.health import DependencyHealth
 from services.api.openapi import DOCUMENTED_EXAMPLE
 from services.api.ratelimit import RateLimiter
-from shared.clock import ScaledClock
+from services.scheduler.results import ResultSink
+from services.scheduler.runner import CampaignRunner
+from shared.clock import Clock, ScaledClock
+from shared.config import SchedulerSettings
+from shared.domain.messages import AttemptResult
+from shared.domain.status import Outcome
 from shared.messaging.connection import connect, open_publisher
 from shared.messaging.envelope import Envelope
+from shared.messaging.outbox import Outbox, Sender
 from shared.messaging.topology import Names
 from shared.service.campaigns import CampaignService
+from shared.storage.engine import EngineStore
 from shared.storage.idempotency import IdempotencyStore
 from shared.storage.keys import ApiKeyRepository
-from shared.storage.mongo import Database, Document, in_transaction
+from shared.storage.mongo import Database, Document
 from tests.conftest import Servers
 
 FIRM_A, FIRM_B = "firm-a", "firm-b"
@@ -104,6 +109,7 @@ class Api:
     client: TestClient[Any, Any]
     db: Database
     events: EventTap
+    scheduler: Scheduler
     keys: dict[str, str] = field(default_factory=dict)
 
     async def call(
@@ -167,62 +173,69 @@ class Api:
         }
 
     async def claim(self, campaign_uuid: str, call_uuids: list[str]) -> list[str]:
-        """Dispatch like the engine: one transaction reserves slots and moves PENDING calls
-        to IN_PROGRESS with ``status: PENDING`` in the filter. Returns the claimed ids."""
-        token = uuid.uuid4().hex
-        k = len(call_uuids)
+        """Dispatch these calls with the scheduler's own claim; returns the claimed ids."""
+        seqs = {
+            d["_id"]: int(d["seq"])
+            async for d in self.db["calls"].find({"_id": {"$in": call_uuids}}, {"seq": 1})
+        }
+        return await self.scheduler.claim(campaign_uuid, [seqs[c] for c in call_uuids])
 
-        async def work(s: AsyncClientSession) -> list[str]:
-            await self.db["campaigns"].update_one(
-                {"_id": campaign_uuid},
-                {"$inc": {"stats.IN_PROGRESS": k, "stats.PENDING": -k}},
-                session=s,
+    async def finish(self, call_uuid: str, outcome: str = "ANSWERED") -> str:
+        """Report the attempt in progress like a dialer worker; returns the call's status."""
+        return await self.scheduler.finish(call_uuid, Outcome(outcome))
+
+
+class Scheduler:
+    """The scheduler's dispatch claim and result path, driven call by call.
+
+    :meth:`claim` does what :class:`CampaignRunner` does with the calls it chose: one
+    transaction reserves the slots, moves the calls still PENDING to IN_PROGRESS and
+    stores their dial commands and ``call.dispatched`` events in the outbox; after the
+    commit they are published. :meth:`finish` stores a result through the scheduler's
+    :class:`ResultSink`.
+    """
+
+    def __init__(self, db: Database, sender: Sender) -> None:
+        self.db = db
+        self.store = EngineStore(db)
+        self.outbox = Outbox(db, sender)
+        self.clock = ScaledClock()
+        self.settings = SchedulerSettings()
+        self.sink = ResultSink(self.store, self.outbox, self.clock, 1, lambda _: None)
+
+    async def claim(self, campaign_uuid: str, seqs: list[int]) -> list[str]:
+        """Claim the calls ``seqs`` (those no longer PENDING are skipped, as in dispatch)."""
+        campaign = await self.store.campaign(campaign_uuid)
+        assert campaign is not None
+        runner = CampaignRunner(
+            campaign_uuid, self.store, self.outbox, self.clock, self.settings, self.sink.settle_now
+        )
+        lease = timedelta(seconds=self.settings.attempt_lease_seconds)
+        claimed, reserved, entries = await runner._claim(campaign, seqs, self.clock.now(), lease)
+        assert reserved, "no free slot: the test campaign must be PROCESSING, its speed enough"
+        await self.outbox.deliver(entries)
+        return [c["_id"] for c in claimed]
+
+    async def finish(self, call_uuid: str, outcome: Outcome) -> str:
+        """Store the result of the call's attempt in progress; returns its new status."""
+        call = await self.db["calls"].find_one({"_id": call_uuid})
+        assert call is not None and call["status"] == "IN_PROGRESS", call
+        now = self.clock.now()
+        await self.sink.submit(
+            AttemptResult(
+                call_uuid=call_uuid,
+                campaign_uuid=call["campaign_uuid"],
+                seq=call["seq"],
+                attempt=call["attempts"],
+                outcome=outcome,
+                started_at=call["dispatch"]["claimed_at"],
+                answered_at=now if outcome is Outcome.ANSWERED else None,
+                ended_at=now,
             )
-            res = await self.db["calls"].update_many(
-                {"_id": {"$in": call_uuids}, "status": "PENDING"},
-                {
-                    "$set": {
-                        "status": "IN_PROGRESS",
-                        "next_attempt_at": None,
-                        "dispatch": {"token": token},
-                    },
-                    "$inc": {"attempts": 1},
-                },
-                session=s,
-            )
-            if res.modified_count < k:
-                missing = k - res.modified_count
-                await self.db["campaigns"].update_one(
-                    {"_id": campaign_uuid},
-                    {"$inc": {"stats.IN_PROGRESS": -missing, "stats.PENDING": missing}},
-                    session=s,
-                )
-            return [
-                d["_id"]
-                async for d in self.db["calls"].find(
-                    {"_id": {"$in": call_uuids}, "dispatch.token": token}, {"_id": 1}, session=s
-                )
-            ]
-
-        return await in_transaction(self.db, work)
-
-    async def finish(self, call_uuid: str, status: str = "COMPLETED") -> None:
-        """Settle an IN_PROGRESS call like the engine (counters in the same transaction)."""
-
-        async def work(s: AsyncClientSession) -> None:
-            doc = await self.db["calls"].find_one_and_update(
-                {"_id": call_uuid, "status": "IN_PROGRESS"},
-                {"$set": {"status": status, "dispatch": None}},
-                session=s,
-            )
-            assert doc is not None
-            await self.db["campaigns"].update_one(
-                {"_id": doc["campaign_uuid"]},
-                {"$inc": {"stats.IN_PROGRESS": -1, f"stats.{status}": 1}},
-                session=s,
-            )
-
-        await in_transaction(self.db, work)
+        )
+        after = await self.db["calls"].find_one({"_id": call_uuid}, {"status": 1})
+        assert after is not None
+        return str(after["status"])
 
 
 @asynccontextmanager
@@ -236,11 +249,13 @@ async def running_api(
     idempotency: IdempotencyStore | None = None,
     rate_limiter: RateLimiter | None = None,
     read_timeout: float = 60.0,
+    clock: Clock | None = None,
 ) -> AsyncIterator[Api]:
     """The API app on a test server, with keys for two firms and an inactive one.
 
     Idempotency keys are on (kept 24 h unless ``idempotency`` says otherwise); the rate
-    limit is off unless ``rate_limiter`` is given (the suite is a heavy client).
+    limit is off unless ``rate_limiter`` is given (the suite is a heavy client). The
+    campaign service reads ``clock`` (real time unless given).
     """
     connection = await connect(servers.amqp_url, "test-api")
     try:
@@ -249,7 +264,7 @@ async def running_api(
         events = EventTap()
         await events.start(connection, names.events)
         service = CampaignService(
-            db, publisher, ScaledClock(), default_firm_max_speed=DEFAULT_MAX_SPEED
+            db, publisher, clock or ScaledClock(), default_firm_max_speed=DEFAULT_MAX_SPEED
         )
         repo = ApiKeyRepository(db)
         now = datetime.now(UTC)
@@ -273,9 +288,12 @@ async def running_api(
         await server.start_server(**runner_options(read_timeout))
         client: TestClient[Any, Any] = TestClient(server)
         await client.start_server()
+        scheduler = Scheduler(db, publisher)
+        scheduler.sink.start()
         try:
-            yield Api(client, db, events, keys)
+            yield Api(client, db, events, scheduler, keys)
         finally:
+            await scheduler.sink.stop()
             await client.close()
     finally:
         await connection.close()
