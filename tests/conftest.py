@@ -1,9 +1,10 @@
 """Real servers for integration and end-to-end tests.
 
-RabbitMQ: ``AMQP_URL`` if given; else a testcontainers RabbitMQ when a Docker engine
-answers; else the local broker that ``make test`` installed and started.
-MongoDB: ``MONGODB_URL`` if given; else a testcontainers MongoDB when Docker answers;
-else an embedded SecantusDB process started for this test session.
+RabbitMQ: ``AMQP_URL`` if given; else a RabbitMQ container (testcontainers) when a
+Docker engine answers (``docker info``); else the local broker that ``make test``
+installed and started.
+MongoDB: ``MONGODB_URL`` if given; else a ``mongo:7`` container run as a one-node replica
+set when Docker answers; else an embedded SecantusDB process started for this test session.
 Each test gets its own database and its own exchange/queue names. A missing server
 fails loudly; nothing is skipped.
 """
@@ -13,8 +14,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import aio_pika
@@ -40,45 +43,69 @@ def _docker_engine() -> bool:
     return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
 
 
+def _rabbitmq_container(stack: ExitStack) -> str:
+    """A throwaway RabbitMQ (stopped with ``stack``); returns its AMQP URL."""
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.wait_strategies import LogMessageWaitStrategy
+
+    rabbit = stack.enter_context(
+        DockerContainer("rabbitmq:3.13-management")
+        .with_exposed_ports(5672)
+        .waiting_for(LogMessageWaitStrategy("Server startup complete").with_startup_timeout(180))
+    )
+    # The image lets guest log in from outside the container.
+    return f"amqp://guest:guest@{rabbit.get_container_host_ip()}:{rabbit.get_exposed_port(5672)}/"
+
+
+def _mongo_container(stack: ExitStack) -> str:
+    """A throwaway one-node replica set (transactions need one), without auth; its URL."""
+    from pymongo import MongoClient
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.wait_strategies import LogMessageWaitStrategy
+
+    mongo = stack.enter_context(
+        DockerContainer("mongo:7")
+        .with_command(["mongod", "--replSet", "rs0", "--bind_ip_all"])
+        .with_exposed_ports(27017)
+        .waiting_for(LogMessageWaitStrategy("Waiting for connections").with_startup_timeout(180))
+    )
+    host, port = mongo.get_container_host_ip(), mongo.get_exposed_port(27017)
+    url = f"mongodb://{host}:{port}/?directConnection=true"
+    client: MongoClient[Document] = MongoClient(url, serverSelectionTimeoutMS=30_000)
+    with client:
+        # The member's address is the one mongod knows itself by, inside the container.
+        config = {"_id": "rs0", "members": [{"_id": 0, "host": "localhost:27017"}]}
+        client.admin.command("replSetInitiate", config)
+        deadline = time.monotonic() + 60
+        while not client.admin.command("hello").get("isWritablePrimary"):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url}: no primary 60 s after replSetInitiate")
+            time.sleep(0.2)
+    return url
+
+
 @pytest.fixture(scope="session")
 def servers() -> Iterator[Servers]:
     amqp_url = os.environ.get("AMQP_URL")
     mongodb_url = os.environ.get("MONGODB_URL")
-    stack: list[object] = []
-    embedded: EmbeddedMongo | None = None
     docker = (not amqp_url or not mongodb_url) and _docker_engine()
-    if not amqp_url:
-        if docker:
-            from testcontainers.rabbitmq import RabbitMqContainer
-
-            rabbit = RabbitMqContainer("rabbitmq:3.13-management").start()
-            stack.append(rabbit)
-            amqp_url = (
-                f"amqp://guest:guest@{rabbit.get_container_host_ip()}:"
-                f"{rabbit.get_exposed_port(5672)}/"
-            )
-        else:
-            amqp_url = "amqp://guest:guest@127.0.0.1:5672/"
-    if not mongodb_url:
-        if docker:
-            from testcontainers.mongodb import MongoDbContainer
-
-            mongo = MongoDbContainer("mongo:7", command="--replSet rs0").start()
-            stack.append(mongo)
-            mongodb_url = mongo.get_connection_url() + "/?directConnection=true"
-        else:
-            embedded = EmbeddedMongo(free_port(), ":memory:")
-            embedded.start()
-            mongodb_url = embedded.url
-    os.environ["TEST_AMQP_URL"] = amqp_url
-    os.environ["TEST_MONGODB_URL"] = mongodb_url
-    try:
+    with ExitStack() as stack:  # stops whatever was started, even if a later start fails
+        if not amqp_url:
+            if docker:
+                amqp_url = _rabbitmq_container(stack)
+            else:
+                amqp_url = "amqp://guest:guest@127.0.0.1:5672/"
+        if not mongodb_url:
+            if docker:
+                mongodb_url = _mongo_container(stack)
+            else:
+                embedded = EmbeddedMongo(free_port(), ":memory:")
+                embedded.start()
+                stack.callback(embedded.stop)
+                mongodb_url = embedded.url
+        os.environ["TEST_AMQP_URL"] = amqp_url
+        os.environ["TEST_MONGODB_URL"] = mongodb_url
         yield Servers(amqp_url=amqp_url, mongodb_url=mongodb_url)
-    finally:
-        if embedded is not None:
-            embedded.stop()
-        for container in stack:
-            container.stop()  # type: ignore[attr-defined]
 
 
 @pytest.fixture
