@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from shared.clock import wall_now
+from shared.clock import clock_from, wall_now
 from shared.config import ApiSettings, CommonSettings, SchedulerSettings, WorkerSettings
 from shared.logging import configure_logging
 
@@ -91,6 +91,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     kd.add_argument("key_id", metavar="KEY_ID")
 
+    campaigns = sub.add_parser(
+        "campaigns",
+        help="operator actions on campaigns",
+        description="Operator actions on campaigns (any firm's).",
+        epilog=ENV_NOTE,
+    )
+    csub = campaigns.add_subparsers(dest="campaigns_command", required=True, metavar="ACTION")
+    cc = csub.add_parser(
+        "cancel",
+        help="cancel a campaign",
+        description="Cancel a PENDING or PROCESSING campaign: it becomes CANCELED with REASON, "
+        "its PENDING calls (first attempts and retries) become CANCELED, and calls in progress "
+        "finish and are recorded without further attempts. Appending to it then answers 400. "
+        "The campaign.status_changed event is published by the outbox relay of a running API "
+        "or scheduler. Exits 1 when the campaign does not exist or is already final.",
+        epilog=ENV_NOTE,
+    )
+    cc.add_argument("campaign_uuid", metavar="CAMPAIGN_UUID")
+    cc.add_argument(
+        "--reason", default="canceled by the operator", help="stored as the status_reason"
+    )
+    cc.add_argument("--json", action="store_true", help="print the campaign as JSON")
+
     stack = sub.add_parser(
         "stack",
         help="run the whole stack in the foreground (what `make run` does)",
@@ -160,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_worker(wsettings)
     if args.command == "keys":
         return asyncio.run(_keys(args))
+    if args.command == "campaigns":
+        return asyncio.run(_campaigns(args))
     if args.command == "demo":
         from services.demo import run_demo
 
@@ -169,6 +194,65 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_stack(args)
     return 2
+
+
+async def _campaigns(args: argparse.Namespace) -> int:
+    from shared.domain.status import CampaignStatus
+    from shared.messaging.outbox import Outbox
+    from shared.service.lifecycle import end_campaign
+    from shared.storage.engine import EngineStore
+    from shared.storage.mongo import make_client
+
+    settings = CommonSettings()
+    client = make_client(settings.mongodb_url, "dialer-campaigns")
+    try:
+        db = client[settings.mongodb_db]
+        store = EngineStore(db)
+        # No broker here: the event waits in the outbox for a running API's or scheduler's relay.
+        outbox = Outbox(db, sender=_NoSender())
+        now = clock_from(settings).now()
+        before = await end_campaign(
+            store,
+            outbox,
+            args.campaign_uuid,
+            CampaignStatus.CANCELED,
+            args.reason,
+            now,
+            deliver=False,
+        )
+        if before is None:
+            found = await store.campaign(args.campaign_uuid)
+            why = "no such campaign" if found is None else f"campaign is {found['status']}"
+            print(f"cannot cancel {args.campaign_uuid}: {why}", file=sys.stderr)
+            return 1
+        after = await store.campaign(args.campaign_uuid) or {}
+        stats = after.get("stats", {})
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "uuid": args.campaign_uuid,
+                        "status": after.get("status"),
+                        "status_reason": after.get("status_reason"),
+                        "previous_status": before["status"],
+                        "stats": stats,
+                    }
+                )
+            )
+        else:
+            print(
+                f"canceled {args.campaign_uuid} (was {before['status']}): "
+                f"{stats.get('CANCELED', 0)} calls CANCELED, "
+                f"{stats.get('IN_PROGRESS', 0)} in progress finish without retries"
+            )
+        return 0
+    finally:
+        await client.close()
+
+
+class _NoSender:
+    async def send(self, entries: Sequence[Any]) -> None:
+        raise RuntimeError("no broker connection in this command")
 
 
 async def _keys(args: argparse.Namespace) -> int:

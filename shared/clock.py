@@ -9,7 +9,10 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from shared.config import CommonSettings
 
 
 class Clock(Protocol):
@@ -56,3 +59,8 @@ class ScaledClock:
 def wall_now() -> datetime:
     """Real time, for leases and liveness (never for campaign rules)."""
     return datetime.now(UTC)
+
+
+def clock_from(settings: CommonSettings) -> ScaledClock:
+    """The campaign clock every process of a stack shares (``CLOCK_*`` settings)."""
+    return ScaledClock(settings.clock_rate, settings.clock_origin, settings.clock_sim_origin)

@@ -16,7 +16,7 @@ from services.api.auth import KeyAuthenticator
 from services.api.commands import CommandHandler
 from services.api.health import DependencyHealth
 from services.api.ratelimit import RateLimiter
-from shared.clock import ScaledClock
+from shared.clock import clock_from
 from shared.config import ApiSettings
 from shared.messaging.connection import connect, open_publisher
 from shared.messaging.consumer import Consumer
@@ -35,7 +35,7 @@ def run(settings: ApiSettings) -> int:
     """Serve the API until SIGTERM or SIGINT; return the process exit code."""
 
     async def serve(stop: asyncio.Event) -> None:
-        clock = ScaledClock(settings.clock_rate, settings.clock_origin, settings.clock_sim_origin)
+        clock = clock_from(settings)
         client = make_client(settings.mongodb_url, "dialer-api")
         connection = await connect(settings.amqp_url, "dialer-api")
         try:

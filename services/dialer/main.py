@@ -10,7 +10,7 @@ import structlog
 
 from services.dialer.provider import SimulatedProvider
 from services.dialer.worker import DialHandler
-from shared.clock import ScaledClock
+from shared.clock import clock_from
 from shared.config import WorkerSettings
 from shared.messaging.connection import connect, open_publisher
 from shared.messaging.consumer import Consumer
@@ -20,10 +20,6 @@ from shared.runtime import run_until_signal
 from shared.storage.mongo import make_client
 
 log = structlog.get_logger(__name__)
-
-
-def clock_from(settings: WorkerSettings) -> ScaledClock:
-    return ScaledClock(settings.clock_rate, settings.clock_origin, settings.clock_sim_origin)
 
 
 async def serve(settings: WorkerSettings, stop: asyncio.Event) -> None:

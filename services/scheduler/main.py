@@ -14,7 +14,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
 from services.scheduler.results import ResultSink
 from services.scheduler.runner import CampaignRunner
-from shared.clock import ScaledClock, wall_now
+from shared.clock import ScaledClock, clock_from, wall_now
 from shared.config import SchedulerSettings
 from shared.messaging.connection import Publisher, connect, open_publisher
 from shared.messaging.consumer import Consumer, Handler, Reject
@@ -167,7 +167,7 @@ class Scheduler:
 
 async def serve(settings: SchedulerSettings, stop: asyncio.Event) -> None:
     start_metrics_server(settings.metrics_port)
-    clock = ScaledClock(settings.clock_rate, settings.clock_origin, settings.clock_sim_origin)
+    clock = clock_from(settings)
     mongo = make_client(settings.mongodb_url, "dialer-scheduler")
     db = mongo[settings.mongodb_db]
     await ensure_indexes(db)

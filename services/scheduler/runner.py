@@ -28,8 +28,9 @@ from shared.messaging.envelope import Envelope
 from shared.messaging.outbox import Entry, Outbox
 from shared.messaging.topology import DIAL_KEY
 from shared.metrics import metrics
+from shared.service.lifecycle import end_campaign, status_changed
 from shared.storage.engine import EngineStore, lost_attempt, window_of
-from shared.storage.mongo import Document
+from shared.storage.mongo import Document, is_transient
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +39,9 @@ SCAN_BLOCK = 256
 #: Wall seconds between looks for attempts whose lease expired (each reads every call
 #: in progress of the campaign).
 RECOVERY_SECONDS = 3.0
+#: Consecutive dispatch steps failing with the same non-transient error after which the
+#: engine gives up on a campaign: it becomes FAILED with the error as its reason.
+FAIL_AFTER_ERRORS = 5
 
 
 class CampaignRunner:
@@ -71,18 +75,43 @@ class CampaignRunner:
             self._wake.set()
 
     async def run(self) -> None:
+        errors: list[str] = []
         with structlog.contextvars.bound_contextvars(campaign_uuid=self.campaign_uuid):
             while True:
                 try:
                     due = await self.step()
+                    errors.clear()
                 except asyncio.CancelledError:
                     raise
-                except Exception:
+                except Exception as exc:
                     log.exception("dispatch step failed; retrying")
                     due = None
+                    if not is_transient(exc):
+                        errors.append(f"{type(exc).__name__}: {exc}")
+                        if len(errors) >= FAIL_AFTER_ERRORS and len(set(errors)) == 1:
+                            due = await self._give_up(errors[-1])
                 if due == "stop":
                     return
                 await self._sleep(due if isinstance(due, datetime) else None)
+
+    async def _give_up(self, error: str) -> str | None:
+        """The campaign cannot proceed: FAILED, with the error as its reason."""
+        reason = f"the engine cannot proceed: {error}"[:500]
+        try:
+            ended = await end_campaign(
+                self.store,
+                self.outbox,
+                self.campaign_uuid,
+                CampaignStatus.FAILED,
+                reason,
+                self.clock.now(),
+            )
+        except Exception:
+            log.exception("marking the campaign FAILED failed; retrying")
+            return None
+        if ended is not None:
+            log.error("campaign FAILED", reason=reason)
+        return None  # the next step stops, or recovers the attempts still under way
 
     async def _sleep(self, due: datetime | None) -> None:
         now = self.clock.now()
@@ -103,7 +132,14 @@ class CampaignRunner:
             metrics().calls_in_progress.labels(campaign_uuid=self.campaign_uuid).set(
                 campaign.get("stats", {}).get("IN_PROGRESS", 0)
             )
-        if campaign is None or campaign["status"] in FINAL_CAMPAIGN_STATUSES:
+        if campaign is None:
+            return "stop"
+        if campaign["status"] in FINAL_CAMPAIGN_STATUSES:
+            if campaign.get("stats", {}).get("IN_PROGRESS", 0):
+                # Canceled or failed with attempts under way: they finish and are recorded;
+                # an attempt whose worker dies is recovered like any other.
+                await self._recover_lost(campaign, self.clock.now())
+                return None
             return "stop"
         structlog.contextvars.bind_contextvars(firm_id=campaign["firm_id"])  # runner task only
         now = self.clock.now()
@@ -164,15 +200,7 @@ class CampaignRunner:
         extra_filter: dict[str, Any] | None = None,
     ) -> bool:
         """Change the status and store its ``campaign.status_changed`` event with it."""
-        entry = Entry.event(
-            Envelope(
-                type="campaign.status_changed",
-                occurred_at=now,
-                firm_id=campaign["firm_id"],
-                campaign_uuid=self.campaign_uuid,
-                data={"status": new.value},
-            )
-        )
+        entry = status_changed(campaign["firm_id"], self.campaign_uuid, new, now)
 
         async def announce(s: AsyncClientSession, _: object) -> None:
             await self.outbox.stage(s, [entry])

@@ -61,9 +61,13 @@ class CampaignAppendedData(_Data):
 
 
 class CampaignStatusChangedData(_Data):
-    """`campaign.status_changed`: the owning scheduler moved the campaign's status."""
+    """`campaign.status_changed`: the owning scheduler moved the campaign's status, or an
+    operator canceled the campaign (`dialer campaigns cancel`)."""
 
     status: CampaignStatus = Field(description="the new status")
+    reason: str | None = Field(
+        None, description="why, for CANCELED (the operator's words) and FAILED (the error)"
+    )
 
 
 class CallDispatchedData(_Data):
@@ -124,7 +128,7 @@ class EventSpec:
 EVENTS: tuple[EventSpec, ...] = (
     EventSpec("campaign.created", CampaignCreatedData, "api"),
     EventSpec("campaign.appended", CampaignAppendedData, "api"),
-    EventSpec("campaign.status_changed", CampaignStatusChangedData, "scheduler"),
+    EventSpec("campaign.status_changed", CampaignStatusChangedData, "scheduler or operator"),
     EventSpec("call.dispatched", CallDispatchedData, "scheduler"),
     EventSpec("call.started", CallStartedData, "worker"),
     EventSpec("call.finished", CallFinishedData, "scheduler"),

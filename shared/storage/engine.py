@@ -34,6 +34,17 @@ log = structlog.get_logger(__name__)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ACTIVE = [CampaignStatus.PENDING.value, CampaignStatus.PROCESSING.value]
+#: Campaigns a scheduler must own: active ones, and canceled or failed ones whose last
+#: attempts are still under way (their owner recovers any whose worker dies).
+OWNED = {
+    "$or": [
+        {"status": {"$in": ACTIVE}},
+        {
+            "status": {"$in": [CampaignStatus.CANCELED.value, CampaignStatus.FAILED.value]},
+            "stats.IN_PROGRESS": {"$gt": 0},
+        },
+    ]
+}
 
 
 def window_of(campaign: Document) -> CallingWindow:
@@ -75,15 +86,14 @@ class EngineStore:
             await self.release(scheduler_id, campaign_uuid)
 
     async def count_active(self) -> int:
-        return await self.campaigns.count_documents({"status": {"$in": ACTIVE}})
+        return await self.campaigns.count_documents(OWNED)
 
     async def acquire(
         self, scheduler_id: str, now: datetime, lease: timedelta, campaign_uuid: str | None = None
     ) -> Document | None:
         """Take the lease of one active campaign nobody holds (or whose lease expired)."""
         query: dict[str, Any] = {
-            "status": {"$in": ACTIVE},
-            "$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}],
+            "$and": [OWNED, {"$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}]}]
         }
         if campaign_uuid is not None:
             query["_id"] = campaign_uuid
@@ -374,49 +384,90 @@ class EngineStore:
         out: list[Settled] = await in_transaction(self.db, work)
         return out
 
-    # -- window close ---------------------------------------------------------------
+    # -- window close and final statuses --------------------------------------------
     async def expire_pending(self, campaign_uuid: str, now: datetime) -> int:
-        """The window closed for good: every PENDING call becomes EXPIRED.
+        """The window closed for good: every PENDING call becomes EXPIRED."""
+
+        async def work(s: AsyncClientSession) -> int:
+            return await self._end_pending(s, campaign_uuid, CallStatus.EXPIRED, now)
+
+        n: int = await in_transaction(self.db, work)
+        return n
+
+    async def finish(
+        self,
+        campaign_uuid: str,
+        status: CampaignStatus,
+        reason: str,
+        now: datetime,
+        announce: Announce | None = None,
+    ) -> Document | None:
+        """End an active campaign as CANCELED (operator) or FAILED (engine), with a reason.
+
+        In one transaction: the campaign becomes final, its PENDING calls become
+        CANCELED (or FAILED), and its calls in progress are marked so that the attempt
+        under way is the last one (it finishes and is recorded; it is not retried).
+        Returns the campaign as it was before, or ``None`` when it was not active.
+        """
+        call_status = CallStatus(status.value)  # CANCELED or FAILED, like the campaign
+        assert call_status in (CallStatus.CANCELED, CallStatus.FAILED), status
+
+        async def work(s: AsyncClientSession) -> Document | None:
+            before = await self.campaigns.find_one_and_update(
+                {"_id": campaign_uuid, "status": {"$in": ACTIVE}},
+                {"$set": {"status": status.value, "status_reason": reason, "updated_at": now}},
+                session=s,
+            )
+            if before is None:
+                return None
+            await self._end_pending(s, campaign_uuid, call_status, now)
+            await self.calls.update_many(
+                {"campaign_uuid": campaign_uuid, "status": CallStatus.IN_PROGRESS.value},
+                {"$set": {"cancel_requested": True}},
+                session=s,
+            )
+            if announce is not None:
+                await announce(s, before)
+            return before
+
+        out: Document | None = await in_transaction(self.db, work)
+        return out
+
+    async def _end_pending(
+        self, s: AsyncClientSession, campaign_uuid: str, status: CallStatus, now: datetime
+    ) -> int:
+        """Every PENDING call of the campaign gets the final ``status`` (inside ``s``).
 
         The counters then hold no PENDING call either: a count left over by an append
         that reserved sequence numbers and died before storing its calls is dropped
         here (from ``PENDING`` and ``total``), so such a campaign still completes.
         """
-
-        async def work(s: AsyncClientSession) -> int:
-            before = await self.campaigns.find_one({"_id": campaign_uuid}, {"stats": 1}, session=s)
-            pending = int((before or {}).get("stats", {}).get(CallStatus.PENDING.value, 0))
-            res = await self.calls.update_many(
-                {"campaign_uuid": campaign_uuid, "status": CallStatus.PENDING.value},
+        before = await self.campaigns.find_one({"_id": campaign_uuid}, {"stats": 1}, session=s)
+        pending = int((before or {}).get("stats", {}).get(CallStatus.PENDING.value, 0))
+        res = await self.calls.update_many(
+            {"campaign_uuid": campaign_uuid, "status": CallStatus.PENDING.value},
+            {
+                "$set": {"status": status.value, "next_attempt_at": None, "updated_at": now},
+                "$unset": {"retry_at": ""},
+            },
+            session=s,
+        )
+        n = res.modified_count
+        phantom = max(0, pending - n)
+        if n or phantom:
+            if phantom:
+                log.warning("dropping PENDING counts without calls", count=phantom)
+            await self.campaigns.update_one(
+                {"_id": campaign_uuid},
                 {
-                    "$set": {
-                        "status": CallStatus.EXPIRED.value,
-                        "next_attempt_at": None,
-                        "updated_at": now,
-                    },
-                    "$unset": {"retry_at": ""},
+                    "$inc": {
+                        "stats.PENDING": -n - phantom,
+                        f"stats.{status.value}": n,
+                        "stats.total": -phantom,
+                    }
                 },
                 session=s,
             )
-            n = res.modified_count
-            phantom = max(0, pending - n)
-            if n or phantom:
-                if phantom:
-                    log.warning("dropping PENDING counts without calls", count=phantom)
-                await self.campaigns.update_one(
-                    {"_id": campaign_uuid},
-                    {
-                        "$inc": {
-                            "stats.PENDING": -n - phantom,
-                            "stats.EXPIRED": n,
-                            "stats.total": -phantom,
-                        }
-                    },
-                    session=s,
-                )
-            return n
-
-        n: int = await in_transaction(self.db, work)
         return n
 
     async def carry_over(self, campaign_uuid: str, next_open: datetime, now: datetime) -> int:
