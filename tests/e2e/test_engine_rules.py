@@ -12,6 +12,7 @@ from shared.storage.mongo import Database
 from tests.e2e.conftest import SIM_START
 from tests.support.analysis import (
     campaign,
+    consistency_problems,
     dials,
     duplicate_attempts,
     eventually,
@@ -24,11 +25,13 @@ pytestmark = pytest.mark.e2e
 START = SIM_START + timedelta(seconds=30)  # 09:00:00 campaign time
 
 
-def start_engine(processes: Processes, schedulers: int = 1, workers: int = 2) -> None:
+def start_engine(
+    processes: Processes, schedulers: int = 1, workers: int = 2, **worker_env: str
+) -> None:
     for i in range(schedulers):
         processes.start(f"scheduler-{i}", "scheduler")
     for i in range(workers):
-        processes.start(f"worker-{i}", "worker")
+        processes.start(f"worker-{i}", "worker", **worker_env)
 
 
 async def completed(db: Database, campaign_uuid: str, within: float = 120) -> dict:  # type: ignore[type-arg]
@@ -81,12 +84,15 @@ async def test_retries_follow_the_interval_and_stop_at_the_limit(
             call["attempts"] == len(call["attempt_history"]) == len(by_phone[call["phone_number"]])
         )
         assert call["result"]["outcome"] == call["attempt_history"][-1]["outcome"]
+    assert await consistency_problems(mongo_db, campaign_uuid) == []
 
 
 async def test_window_close_expires_leftovers_without_transfer(
     mongo_db: Database, processes: Processes
 ) -> None:
-    phones = [f"+1212{200 + i}0001" for i in range(40)]  # all answer: 68 s each at speed 2
+    # All answer and talk 10 minutes: 608 s a call, so speed 2 fits at most 6 calls into
+    # the 30-minute window, however fast the engine is; the other 34 or more expire.
+    phones = [f"+1212{200 + i}0001" for i in range(40)]
     end = START + timedelta(minutes=30)
     campaign_uuid = await seed_campaign(
         mongo_db,
@@ -96,14 +102,15 @@ async def test_window_close_expires_leftovers_without_transfer(
         now=SIM_START,
         speed=2,
     )
-    start_engine(processes)
+    start_engine(processes, SIM_TALK_SECONDS="600")
     doc = await completed(mongo_db, campaign_uuid)
     records = await dials(mongo_db, campaign_uuid)
-    assert records, "some calls are dialed inside the window"
+    assert 0 < len(records) <= 6, "some calls are dialed inside the window, and only those"
     assert all(START <= r["started_at"] < end for r in records)
     assert max_in_progress([(r["started_at"], r["ended_at"]) for r in records]) <= 2
-    assert doc["stats"]["EXPIRED"] == 40 - len(records) > 0
+    assert doc["stats"]["EXPIRED"] == 40 - len(records) >= 34
     assert doc["stats"]["COMPLETED"] == len(records)
+    assert await consistency_problems(mongo_db, campaign_uuid) == []
 
 
 @pytest.fixture
@@ -121,8 +128,13 @@ async def test_transfer_next_day_dials_leftovers_in_the_same_hours(
     from pathlib import Path
 
     processes = Processes({**service_env, **fast_clock_env}, Path(str(tmp_path)))
+    # Six calls that answer and talk 10 minutes (608 s each) cannot all fit into one
+    # 30-minute window at speed 1. The ...0005 number goes unanswered first: its retry
+    # falls due 30 minutes after that attempt ended, always after the window closed, so
+    # it is carried to a later day with its one remaining attempt.
+    retried = "+12122990005"
+    phones = [retried] + [f"+1212{200 + i}0001" for i in range(6)]
     try:
-        phones = [f"+1212{200 + i}0001" for i in range(12)]
         end = START + timedelta(minutes=30)
         campaign_uuid = await seed_campaign(
             mongo_db,
@@ -131,21 +143,30 @@ async def test_transfer_next_day_dials_leftovers_in_the_same_hours(
             end_at=end,
             now=SIM_START,
             speed=1,
+            retry=1,
+            retry_interval=30,
             transfer_next_day=True,
         )
-        start_engine(processes, workers=1)
+        start_engine(processes, workers=1, SIM_TALK_SECONDS="600")
         doc = await completed(mongo_db, campaign_uuid, within=180)
     finally:
         codes = processes.stop_all()
     assert not any(codes.values()), processes.logs()
     records = await dials(mongo_db, campaign_uuid)
-    assert len(records) == 12 and duplicate_attempts(records) == []
+    assert len(records) == 8 and duplicate_attempts(records) == []
     days = {r["started_at"].date() for r in records}
     assert len(days) >= 2, "leftovers were carried to a later day"
     for r in records:
         shift = timedelta(days=(r["started_at"].date() - START.date()).days)
         assert START + shift <= r["started_at"] < end + shift
-    assert doc["stats"]["COMPLETED"] == 12
+    first, second = sorted(
+        (r for r in records if r["phone_number"] == retried), key=lambda r: r["attempt"]
+    )
+    assert (first["attempt"], first["outcome"]) == (1, "NO_ANSWER")
+    assert (second["attempt"], second["outcome"]) == (2, "ANSWERED")
+    assert second["started_at"].date() > first["started_at"].date()
+    assert doc["stats"]["COMPLETED"] == 7
+    assert await consistency_problems(mongo_db, campaign_uuid) == []
 
 
 async def test_two_firms_keep_their_own_limits(mongo_db: Database, processes: Processes) -> None:
@@ -170,7 +191,12 @@ async def test_two_firms_keep_their_own_limits(mongo_db: Database, processes: Pr
     start_engine(processes, schedulers=2, workers=2)
     await completed(mongo_db, a)
     await completed(mongo_db, b)
+    spans = []
     for campaign_uuid, speed in ((a, 3), (b, 4)):
         records = await dials(mongo_db, campaign_uuid)
         assert len(records) == 60
         assert max_in_progress([(r["started_at"], r["ended_at"]) for r in records]) == speed
+        assert await consistency_problems(mongo_db, campaign_uuid) == []
+        spans.append((min(r["started_at"] for r in records), max(r["ended_at"] for r in records)))
+    (a_start, a_end), (b_start, b_end) = spans
+    assert a_start < b_end and b_start < a_end, "the two campaigns ran at the same time"

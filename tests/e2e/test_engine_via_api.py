@@ -4,67 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import AsyncIterator
-from datetime import timedelta
-from typing import Any
 
-import aiohttp
 import pytest
 
-from services.stack import free_port, wait_port
 from shared.storage.mongo import Database
-from tests.e2e.conftest import SIM_START
-from tests.support.analysis import campaign, dials, eventually
+from tests.e2e.conftest import Api, campaign_body, record
+from tests.support.analysis import campaign, consistency_problems, dials, eventually
 from tests.support.processes import DIALER, Processes
 
 pytestmark = pytest.mark.e2e
-START = SIM_START + timedelta(seconds=30)
-
-
-def iso(at: Any) -> str:
-    return at.isoformat().replace("+00:00", "Z")
-
-
-def record(phone: str) -> dict[str, Any]:
-    return {
-        "phone_number": phone,
-        "language": "en",
-        "gender_voice": "female",
-        "agent_name": "agent",
-        "variables": {"phone": phone},
-    }
-
-
-class Api:
-    def __init__(self, session: aiohttp.ClientSession, base: str, key: str) -> None:
-        self.session, self.base, self.headers = session, base, {"x-cybernet-api-key": key}
-
-    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        async with self.session.request(
-            method, self.base + path, json=body, headers=self.headers
-        ) as r:
-            return r.status, await r.json()
-
-
-@pytest.fixture
-async def api(processes: Processes, service_env: dict[str, str]) -> AsyncIterator[Api]:
-    port = free_port()
-    key = await asyncio.to_thread(processes.create_key)
-    proc = processes.start("api", "api", API_PORT=str(port))
-    await asyncio.to_thread(wait_port, "127.0.0.1", port, 60, proc)
-    async with aiohttp.ClientSession() as session:
-        yield Api(session, f"http://127.0.0.1:{port}/api/v1", key)
-
-
-def campaign_body(phones: list[str], **extra: Any) -> dict[str, Any]:
-    return {
-        "call_campaign_name": "e2e",
-        "start_at": iso(START),
-        "end_at": iso(START + timedelta(hours=9)),
-        "speed": 2,
-        "call_records": [record(p) for p in phones],
-        **extra,
-    }
 
 
 async def test_append_while_processing_and_deletes_while_dialing(
@@ -119,6 +67,7 @@ async def test_append_while_processing_and_deletes_while_dialing(
     assert sum(1 for r in records if r["call_uuid"] == never) == 1  # retries cancelled
     _, d = await api.call("GET", f"/call-campaign/{uuid}?call_uuid={never}")
     assert d["calls"]["items"][0]["status"] == "CANCELED"
+    assert await consistency_problems(mongo_db, uuid) == []
 
 
 async def test_append_refused_while_processing_without_dynamic_appending(

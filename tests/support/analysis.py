@@ -66,3 +66,56 @@ async def campaign(db: Database, campaign_uuid: str) -> dict[str, Any]:
     doc = await db["campaigns"].find_one({"_id": campaign_uuid})
     assert doc is not None
     return doc
+
+
+#: The call status an attempt's outcome leads to when it is the last attempt.
+FINAL_BY_OUTCOME = {
+    "ANSWERED": "COMPLETED",
+    "NO_ANSWER": "NO_ANSWER",
+    "BUSY": "BUSY",
+    "FAILED": "FAILED",
+}
+
+
+async def consistency_problems(db: Database, campaign_uuid: str) -> list[str]:
+    """Every way the campaign's calls disagree with the provider's record of dials.
+
+    Checks, per call: a final status; ``attempts`` equals its history, numbered 1..n; the
+    provider dialed exactly the attempts in the history (no duplicate, none unrecorded),
+    with the same outcomes; the status follows from the last outcome (or the call was
+    canceled or expired); a retryable status only once attempts ran out. A dial of a
+    call that no longer exists (deleted) is a problem too.
+    """
+    calls = [c async for c in db["calls"].find({"campaign_uuid": campaign_uuid})]
+    records = await dials(db, campaign_uuid)
+    by_call: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        by_call.setdefault(r["call_uuid"], []).append(r)
+    problems = [f"dialed twice: {k}" for k in duplicate_attempts(records)]
+    problems += [
+        f"dialed but not stored (deleted?): {c}" for c in set(by_call) - {c["_id"] for c in calls}
+    ]
+    for call in calls:
+        cid, status = call["_id"], call["status"]
+        history = call.get("attempt_history", [])
+        dialed = sorted(by_call.get(cid, []), key=lambda r: int(r["attempt"]))
+        if status in ("PENDING", "IN_PROGRESS"):
+            problems.append(f"{cid}: not final ({status})")
+        if call["attempts"] != len(history) or [h["attempt"] for h in history] != list(
+            range(1, len(history) + 1)
+        ):
+            problems.append(f"{cid}: attempts {call['attempts']} vs history {len(history)}")
+        if [(r["attempt"], r["outcome"]) for r in dialed] != [
+            (h["attempt"], h["outcome"]) for h in history
+        ]:
+            problems.append(f"{cid}: dials {len(dialed)} do not match the history")
+        if status in ("CANCELED", "EXPIRED"):
+            continue
+        if not history:
+            problems.append(f"{cid}: {status} without an attempt")
+            continue
+        if status != FINAL_BY_OUTCOME[history[-1]["outcome"]]:
+            problems.append(f"{cid}: {status} after a last outcome {history[-1]['outcome']}")
+        if status != "COMPLETED" and call["attempts"] < call["max_attempts"]:
+            problems.append(f"{cid}: {status} with attempts left")
+    return problems
