@@ -150,6 +150,8 @@ class Scheduler:
         entry = self.runners.get(envelope.campaign_uuid or "")
         if entry is None:
             return
+        if envelope.type == "campaign.appended":
+            entry[0].rewind(int(envelope.data["seq_from"]))
         entry[0].wake()
         due = envelope.data.get("next_attempt_at")
         if due:

@@ -62,10 +62,17 @@ class CampaignRunner:
         self.settle = settle  # async (results) -> None, the scheduler's result path
         self._wake = asyncio.Event()
         self._timers: list[datetime] = []
-        self._cursor = 0  # first-attempt scan position (seq)
+        self._cursor: int | None = None  # first-attempt scan position (seq); None: not yet read
         self._firsts: deque[Document] = deque()  # read, PENDING, not yet claimed
         self._carried_for: datetime | None = None
         self._last_recovery = 0.0
+
+    def rewind(self, seq: int) -> None:
+        """Calls from ``seq`` on were stored after the scan may have passed them (an append
+        reserves its sequence numbers before it stores the calls): read them again."""
+        if self._cursor is not None and seq < self._cursor:
+            self._cursor = seq
+        self._wake.set()
 
     def wake(self, at: datetime | None = None) -> None:
         """Re-check now, or at campaign time ``at``."""
@@ -256,13 +263,23 @@ class CampaignRunner:
         """Up to ``free`` due calls: retries and first attempts, by due time then order."""
         retries = await self.store.due_retries(self.campaign_uuid, now, free)
         next_seq = campaign.get("next_seq", 0)
+        if self._cursor is None:
+            # Start at the first PENDING call, not at 0: a scheduler taking over a big
+            # campaign does not re-read the calls already done.
+            lowest = await self.store.lowest_pending_seq(self.campaign_uuid)
+            self._cursor = next_seq if lowest is None else lowest
         while len(self._firsts) < free and self._cursor < next_seq:
             block = await self.store.first_attempts(
                 self.campaign_uuid, self._cursor, self._cursor + SCAN_BLOCK
             )
             self._cursor += SCAN_BLOCK
+            known = {d["seq"] for d in self._firsts}
             self._firsts.extend(
-                d for d in block if d["status"] == CallStatus.PENDING and d["attempts"] == 0
+                d
+                for d in block
+                if d["status"] == CallStatus.PENDING
+                and d["attempts"] == 0
+                and d["seq"] not in known
             )
         firsts = [d for d in self._firsts if d["next_attempt_at"] and d["next_attempt_at"] <= now]
         merged = sorted(retries + firsts[:free], key=lambda d: (d["next_attempt_at"], d["seq"]))

@@ -162,6 +162,15 @@ class EngineStore:
         ).sort("seq", 1)
         return [d async for d in cursor]
 
+    async def lowest_pending_seq(self, campaign_uuid: str) -> int | None:
+        """The first PENDING call's ``seq`` (one read of the ``(campaign, status, seq)`` index)."""
+        doc = await self.calls.find_one(
+            {"campaign_uuid": campaign_uuid, "status": CallStatus.PENDING.value},
+            {"seq": 1},
+            sort=[("seq", 1)],
+        )
+        return None if doc is None else int(doc["seq"])
+
     async def due_retries(self, campaign_uuid: str, now: datetime, limit: int) -> list[Document]:
         """Retries due by ``now`` (only calls waiting for a retry carry ``retry_at``)."""
         cursor = (
