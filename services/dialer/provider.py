@@ -21,7 +21,9 @@ Any other number gets an outcome drawn from the configured mix
 draw being a function of (call uuid, attempt, SIM_SEED) so reruns are repeatable.
 Every attempt is recorded in the MongoDB collection ``sim_dials``
 (call_uuid, attempt, campaign_uuid, phone_number, started_at, answered_at, ended_at,
-outcome, worker), where tests and users can read it; duplicates would show there.
+outcome, worker), where tests and users can read it; duplicates would show there. The
+record is written when the call starts ringing and completed when it ends, so a dial
+whose worker died mid-call is there too, with ``ended_at`` and ``outcome`` ``None``.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from shared.config import WorkerSettings
 from shared.domain.messages import AttemptResult, DialCommand
 from shared.domain.status import Outcome
 from shared.retry import with_backoff
-from shared.storage.batching import GroupInserter
+from shared.storage.batching import GroupWriter
 from shared.storage.mongo import Database
 
 log = structlog.get_logger(__name__)
@@ -85,7 +87,7 @@ class SimulatedProvider:
     def __init__(self, settings: WorkerSettings, clock: ScaledClock, db: Database, worker: str):
         self.settings = settings
         self.clock = clock
-        self.log = GroupInserter(db["sim_dials"])
+        self.log = GroupWriter(db["sim_dials"])
         self.worker = worker
 
     def _draw(self, command: DialCommand) -> Outcome:
@@ -118,6 +120,8 @@ class SimulatedProvider:
                 provider={"reason": "calling window closed before dialing"},
                 dialed=False,
             )
+        dial_id = f"{command.call_uuid}:{command.attempt}:{uuid.uuid4().hex}"
+        await self._record_start(dial_id, command, started)
         answered: datetime | None = None
         provider: dict[str, Any] = {"provider": "simulated", "worker": self.worker}
         if outcome is Outcome.FAILED:
@@ -139,7 +143,7 @@ class SimulatedProvider:
             ended_at=ended,
             provider=provider,
         )
-        await self._record(command, result)
+        await self._record_end(dial_id, result)
         if (
             self.settings.sim_crash_drill
             and command.attempt == 1
@@ -149,27 +153,41 @@ class SimulatedProvider:
             os._exit(CRASH_DRILL_EXIT)
         return result
 
-    async def _record(self, command: DialCommand, result: AttemptResult) -> None:
-        """Written before the result is reported, so the log never misses an attempt.
+    async def _record_start(self, dial_id: str, command: DialCommand, started: datetime) -> None:
+        """Written before the call rings, so the log has every dial, even one whose worker
+        dies during the call (its ``ended_at`` and ``outcome`` stay ``None``).
 
-        The call has been placed: a database outage must not lose its record, so the
-        insert is retried; its ``_id`` is fixed for this dial, so a retry of an insert
-        that did land is a duplicate key (ignored), never a second record.
+        A database outage must not lose the record, so the write is retried; ``dial_id``
+        is fixed for this dial, so a retried insert that did land is a duplicate key
+        (ignored), never a second record.
         """
         doc = {
-            "_id": f"{command.call_uuid}:{command.attempt}:{uuid.uuid4().hex}",
+            "_id": dial_id,
             "call_uuid": command.call_uuid,
             "attempt": command.attempt,
             "campaign_uuid": command.campaign_uuid,
             "phone_number": command.phone_number,
-            "started_at": result.started_at,
-            "answered_at": result.answered_at,
-            "ended_at": result.ended_at,
-            "outcome": result.outcome.value,
+            "started_at": started,
+            "answered_at": None,
+            "ended_at": None,
+            "outcome": None,
             "worker": self.worker,
         }
         await with_backoff(
             lambda: self.log.insert(doc), within=RECORD_RETRY_SECONDS, what="recording the dial"
+        )
+
+    async def _record_end(self, dial_id: str, result: AttemptResult) -> None:
+        """Written before the result is reported (retried like the start)."""
+        end = {
+            "answered_at": result.answered_at,
+            "ended_at": result.ended_at,
+            "outcome": result.outcome.value,
+        }
+        await with_backoff(
+            lambda: self.log.update({"_id": dial_id}, {"$set": end}),
+            within=RECORD_RETRY_SECONDS,
+            what="recording the end of the dial",
         )
 
     async def close(self) -> None:

@@ -19,7 +19,7 @@ from shared.messaging.envelope import Envelope
 from shared.messaging.topology import RESULT_KEY
 from shared.metrics import metrics
 from shared.retry import with_backoff
-from shared.storage.batching import GroupInserter
+from shared.storage.batching import GroupWriter
 from shared.storage.mongo import Database, is_transient
 
 log = structlog.get_logger(__name__)
@@ -44,7 +44,7 @@ class DialHandler:
         self.workers = db["workers"]
         self.heartbeat_seconds = heartbeat_seconds
         self.inflight: set[str] = set()  # claims of the calls this worker is placing
-        self.claims = GroupInserter(self.attempts)
+        self.claims = GroupWriter(self.attempts)
         self.publisher = publisher
         self.provider = provider
         self.clock = clock

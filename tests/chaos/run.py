@@ -365,7 +365,22 @@ class Chaos:
         over_attempts = sum(
             1 for n in Counter(d["call_uuid"] for d in dials).values() if n > 1 + self.config.retry
         )
-        intervals = [(d["started_at"], d["ended_at"]) for d in dials]
+        # A dial whose worker was killed mid-call has no end of its own: it lasted, as far
+        # as the engine is concerned, until its attempt was recovered (the history's end).
+        recorded_end = {
+            (d["_id"], h["attempt"]): h["ended_at"]
+            for d in calls
+            for h in d.get("attempt_history", [])
+        }
+        intervals = [
+            (
+                d["started_at"],
+                d["ended_at"]
+                or recorded_end.get((d["call_uuid"], d["attempt"]))
+                or d["started_at"],
+            )
+            for d in dials
+        ]
         peak = max_in_progress(intervals)
         above = instants_above(intervals, self.config.speed)
         statuses = Counter(d["status"] for d in calls)

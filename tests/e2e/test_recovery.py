@@ -27,6 +27,7 @@ from tests.e2e.conftest import SIM_START
 from tests.e2e.test_metrics import scrape, total
 from tests.support.analysis import (
     campaign,
+    consistency_problems,
     dials,
     duplicate_attempts,
     eventually,
@@ -120,6 +121,46 @@ async def test_a_worker_dying_after_dialing_is_recovered_and_retried(
     assert call["status"] == "COMPLETED" and doc["stats"]["COMPLETED"] == 1
     records = await dials(mongo_db, campaign_uuid)
     assert sorted(r["attempt"] for r in records) == [1, 2]  # each attempt placed once
+
+
+async def test_a_worker_killed_mid_call_leaves_its_dial_on_record_and_the_call_is_retried(
+    mongo_db: Database, processes: Processes
+) -> None:
+    campaign_uuid = await seed_campaign(
+        mongo_db,
+        phones=["+14155550001"],  # answers
+        start_at=SIM_START + timedelta(seconds=30),
+        end_at=SIM_START + timedelta(hours=9),
+        now=SIM_START,
+        speed=1,
+        retry=1,
+        retry_interval=1,
+    )
+    processes.start("scheduler", "scheduler")
+    # Rings 10 campaign hours (a minute of wall time): long enough to kill it mid-call.
+    processes.start("worker-a", "worker", SIM_RING_SECONDS="36000")
+    ringing = await eventually(
+        lambda: dials(mongo_db, campaign_uuid), lambda r: len(r) == 1, 60, "the first dial"
+    )
+    assert ringing[0]["ended_at"] is None and ringing[0]["outcome"] is None
+    processes.kill("worker-a")  # SIGKILL during the call
+    processes.start("worker-b", "worker")
+    doc = await eventually(
+        lambda: campaign(mongo_db, campaign_uuid),
+        lambda c: c["status"] == "COMPLETED",
+        120,
+        "the call retried after its lease expired",
+    )
+    records = sorted(await dials(mongo_db, campaign_uuid), key=lambda r: r["attempt"])
+    assert [(r["attempt"], r["outcome"]) for r in records] == [(1, None), (2, "ANSWERED")]
+    call = await mongo_db["calls"].find_one({"campaign_uuid": campaign_uuid})
+    assert call is not None
+    assert [(h["attempt"], h["outcome"]) for h in call["attempt_history"]] == [
+        (1, "FAILED"),
+        (2, "ANSWERED"),
+    ]
+    assert doc["stats"]["COMPLETED"] == 1
+    assert await consistency_problems(mongo_db, campaign_uuid) == []
 
 
 async def test_a_call_longer_than_its_attempt_lease_is_not_taken_for_lost(

@@ -105,9 +105,15 @@ async def consistency_problems(db: Database, campaign_uuid: str) -> list[str]:
             range(1, len(history) + 1)
         ):
             problems.append(f"{cid}: attempts {call['attempts']} vs history {len(history)}")
-        if [(r["attempt"], r["outcome"]) for r in dialed] != [
-            (h["attempt"], h["outcome"]) for h in history
-        ]:
+        # A dial whose worker died mid-call has no outcome of its own; the engine recorded
+        # it FAILED when it recovered the attempt. A recovered attempt that no worker took
+        # was never dialed.
+        stored = [
+            (h["attempt"], h["outcome"])
+            for h in history
+            if not h["provider"].get("reason", "").endswith("not dialed")
+        ]
+        if [(r["attempt"], r["outcome"] or "FAILED") for r in dialed] != stored:
             problems.append(f"{cid}: dials {len(dialed)} do not match the history")
         if status in ("CANCELED", "EXPIRED"):
             continue
