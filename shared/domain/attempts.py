@@ -80,25 +80,3 @@ def settle_attempt(
     if due is None:
         return Settlement(CallStatus.EXPIRED, None)
     return Settlement(CallStatus.PENDING, due)
-
-
-def settle_window_close(
-    *,
-    status: CallStatus,
-    next_attempt_at: datetime | None,
-    window: CallingWindow,
-    now: datetime,
-) -> Settlement:
-    """Return what a call becomes when its window closes at ``now``.
-
-    A PENDING call expires when the window never opens again; with a repeating window
-    it stays PENDING, due at the next opening. Any other call is unchanged (an attempt
-    in progress is allowed to finish).
-    """
-    if status is not CallStatus.PENDING:
-        return Settlement(status, next_attempt_at)
-    if window.has_ended(now):
-        return Settlement(CallStatus.EXPIRED, None)
-    now = to_utc(now)
-    due = now if next_attempt_at is None else max(to_utc(next_attempt_at), now)
-    return Settlement(CallStatus.PENDING, window.next_open(due))

@@ -15,7 +15,6 @@ from shared.domain.attempts import (
     max_attempts,
     next_attempt_at,
     settle_attempt,
-    settle_window_close,
 )
 from shared.domain.status import CallStatus, Outcome
 from shared.domain.window import CallingWindow
@@ -161,43 +160,6 @@ def test_last_attempt_keeps_its_outcome_even_after_the_window(
         window=ONCE,
         cancel_requested=False,
     )
-    assert settlement == Settlement(status, None)
-
-
-# --- settle_window_close ------------------------------------------------------------------
-
-CLOSE = utc("2026-01-15T18:00")
-
-
-def test_pending_call_expires_when_the_window_closes_for_good() -> None:
-    settlement = settle_window_close(
-        status=CallStatus.PENDING, next_attempt_at=CLOSE, window=ONCE, now=CLOSE
-    )
-    assert settlement == Settlement(CallStatus.EXPIRED, None)
-
-
-@pytest.mark.parametrize(
-    ("due", "moved_to"),
-    [
-        (utc("2026-01-15T17:50"), utc("2026-01-16T09:00")),
-        (None, utc("2026-01-16T09:00")),
-        (utc("2026-01-16T10:00"), utc("2026-01-16T10:00")),  # already due tomorrow
-        (utc("2026-01-16T19:00"), utc("2026-01-17T09:00")),
-    ],
-)
-def test_pending_call_moves_to_the_next_day(due: datetime | None, moved_to: datetime) -> None:
-    settlement = settle_window_close(
-        status=CallStatus.PENDING, next_attempt_at=due, window=DAILY, now=CLOSE
-    )
-    assert settlement == Settlement(CallStatus.PENDING, moved_to)
-
-
-@pytest.mark.parametrize("status", [s for s in CallStatus if s is not CallStatus.PENDING])
-@pytest.mark.parametrize("window", [ONCE, DAILY])
-def test_other_calls_are_unchanged_by_a_window_close(
-    status: CallStatus, window: CallingWindow
-) -> None:
-    settlement = settle_window_close(status=status, next_attempt_at=None, window=window, now=CLOSE)
     assert settlement == Settlement(status, None)
 
 
