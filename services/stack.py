@@ -88,9 +88,9 @@ class EmbeddedMongo:
             self.proc.wait()
 
 
-def _port_open(port: int) -> bool:
+def _port_open(port: int, host: str = "127.0.0.1") -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.3):
+        with socket.create_connection((host, port), timeout=0.3):
             return True
     except OSError:
         return False
@@ -150,21 +150,33 @@ def run_stack(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop_all)
     signal.signal(signal.SIGTERM, stop_all)
     try:
-        if not env.get("MONGODB_URL"):
-            if _port_open(args.mongo_port):
-                print(
-                    f"[stack] something already listens on {args.mongo_port}; set MONGODB_URL "
-                    "or --mongo-port",
-                    file=sys.stderr,
-                )
-                return 1
-            mongo = EmbeddedMongo(args.mongo_port, str(VAR / "secantus-data"), logs)
-            mongo.start()
-            env["MONGODB_URL"] = mongo.url
-            print(f"[stack] embedded SecantusDB on {mongo.url} (data in .var/secantus-data)")
         port = args.port or int(env.get("API_PORT", "8080"))
         env["API_PORT"] = str(port)
         host = env.get("API_HOST", "127.0.0.1")
+        if _port_open(port, host):
+            print(
+                f"[stack] {host}:{port} is taken: is a stack already running? Use it, stop it "
+                "(Ctrl-C in its terminal), or pick another port (--port, API_PORT).",
+                file=sys.stderr,
+            )
+            return 1
+        if not env.get("MONGODB_URL"):
+            url = f"mongodb://127.0.0.1:{args.mongo_port}/?directConnection=true"
+            if _port_open(args.mongo_port):
+                if not _answers_mongodb(url):
+                    print(
+                        f"[stack] something that is not MongoDB listens on {args.mongo_port}; "
+                        "set MONGODB_URL or --mongo-port",
+                        file=sys.stderr,
+                    )
+                    return 1
+                env["MONGODB_URL"] = url
+                print(f"[stack] reusing the MongoDB-compatible server already on {url}")
+            else:
+                mongo = EmbeddedMongo(args.mongo_port, str(VAR / "secantus-data"), logs)
+                mongo.start()
+                env["MONGODB_URL"] = mongo.url
+                print(f"[stack] embedded SecantusDB on {mongo.url} (data in .var/secantus-data)")
         key = _dev_key(env)
         dialer = str(Path(sys.executable).parent / "dialer")
         plan = [("api", [dialer, "api"])]
@@ -199,7 +211,7 @@ def run_stack(args: argparse.Namespace) -> int:
             time.sleep(0.2)
         return 0
     finally:
-        print("[stack] stopping", file=sys.stderr)
+        print("[stack] stopping: calls in progress finish first (30 s at most)", file=sys.stderr)
         for _, proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -212,6 +224,20 @@ def run_stack(args: argparse.Namespace) -> int:
         if mongo is not None:
             mongo.stop()
         logs.close()
+
+
+def _answers_mongodb(url: str) -> bool:
+    from pymongo import MongoClient
+    from pymongo.errors import PyMongoError
+
+    client: MongoClient[dict[str, object]] = MongoClient(url, serverSelectionTimeoutMS=3000)
+    try:
+        client.admin.command("ping")
+        return True
+    except PyMongoError:
+        return False
+    finally:
+        client.close()
 
 
 def _wait_health(host: str, port: int, timeout: float = 30.0) -> None:
