@@ -63,14 +63,25 @@ install_rabbitmq() {
 
 ensure_rabbitmq() {
     if [ -n "${AMQP_URL:-}" ]; then log "using AMQP_URL from the environment"; return 0; fi
-    if [ "${1:-}" = "test" ] && docker_engine; then log "Docker engine found: tests use testcontainers"; return 0; fi
+    if [ "${1:-}" = "test" ] && docker_engine; then
+        log "Docker engine found: tests use testcontainers"
+        # Still installed (not started): the short fault-injection test runs a private node.
+        install_rabbitmq
+        return 0
+    fi
     install_rabbitmq
     if as_root rabbitmqctl -q status >/dev/null 2>&1; then
         log "RabbitMQ is running"
     else
         log "starting RabbitMQ"
-        as_root rabbitmq-server -detached
+        # Marked first, so that if this is interrupted the EXIT trap of run.sh / test.sh
+        # still stops what it started; unmarked if the command says it started nothing.
         RABBITMQ_STARTED_HERE=1
+        if ! as_root rabbitmq-server -detached; then
+            RABBITMQ_STARTED_HERE=0
+            log "rabbitmq-server -detached failed; see /var/log/rabbitmq/"
+            return 1
+        fi
     fi
     # `rabbitmq-server -detached` returns before the node has registered with epmd,
     # and `await_startup` fails at once on a node it cannot see: wait for it first.
