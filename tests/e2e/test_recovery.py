@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -240,6 +241,11 @@ async def test_a_scheduler_killed_while_owning_campaigns_is_taken_over(
 async def test_short_fault_injection_run(tmp_path: Path) -> None:
     """`make chaos` in small: one SIGKILL of each kind, one broker and one DB restart."""
     why = available()
+    if why is not None and os.environ.get("AMQP_URL"):
+        pytest.skip(
+            "AMQP_URL is set, so make test did not install Debian's rabbitmq-server, "
+            f"which this run needs for a broker it may restart ({why})"
+        )
     assert why is None, why
     config = ChaosConfig(
         calls=300, speed=30, kill_every=3, max_kills=2, seed=5, timeout=600, workdir=tmp_path
