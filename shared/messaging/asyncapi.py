@@ -66,7 +66,9 @@ class CampaignStatusChangedData(_Data):
 
     status: CampaignStatus = Field(description="the new status")
     reason: str | None = Field(
-        None, description="why, for CANCELED (the operator's words) and FAILED (the error)"
+        None,
+        description="why: the operator's words for CANCELED, the error for FAILED; "
+        "null for the scheduler's other moves",
     )
 
 
@@ -128,7 +130,7 @@ class EventSpec:
 EVENTS: tuple[EventSpec, ...] = (
     EventSpec("campaign.created", CampaignCreatedData, "api"),
     EventSpec("campaign.appended", CampaignAppendedData, "api"),
-    EventSpec("campaign.status_changed", CampaignStatusChangedData, "scheduler or operator"),
+    EventSpec("campaign.status_changed", CampaignStatusChangedData, "scheduler"),
     EventSpec("call.dispatched", CallDispatchedData, "scheduler"),
     EventSpec("call.started", CallStartedData, "worker"),
     EventSpec("call.finished", CallFinishedData, "scheduler"),

@@ -26,16 +26,13 @@ def status_changed(
     now: datetime,
     reason: str | None = None,
 ) -> Entry:
-    data: dict[str, str] = {"status": status.value}
-    if reason is not None:
-        data["reason"] = reason
     return Entry.event(
         Envelope(
             type=CAMPAIGN_STATUS_CHANGED,
             occurred_at=now,
             firm_id=firm_id,
             campaign_uuid=campaign_uuid,
-            data=data,
+            data={"status": status.value, "reason": reason},
         )
     )
 
