@@ -46,7 +46,7 @@ def _key(args: argparse.Namespace) -> str:
 
 
 def _numbers(n: int) -> list[str]:
-    # Valid North-American numbers; none ends in a magic suffix (0001-0006), so the
+    # Valid North-American numbers; none ends in a magic suffix (0001-0007), so the
     # simulated provider's configured mix decides each outcome.
     return [f"+1212{200 + i // 9000:03d}{1000 + i % 9000:04d}" for i in range(n)]
 
@@ -93,6 +93,10 @@ async def _demo(args: argparse.Namespace) -> int:
                 return 1
         uuid = created["uuid"]
         print(f"campaign {uuid}: {created['call_records_added']} calls, speed {args.speed}")
+        print(
+            "(calls ring and talk in campaign time: on a stack started without CLOCK_RATE each "
+            "takes a minute or so; `make run CLOCK_RATE=60` runs a campaign minute per second)"
+        )
         tty = sys.stdout.isatty()
         status, stats = created["status"], created["stats"]
         while status not in ("COMPLETED", "FAILED", "CANCELED"):
