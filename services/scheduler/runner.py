@@ -42,6 +42,10 @@ RECOVERY_SECONDS = 3.0
 #: Consecutive dispatch steps failing with the same non-transient error after which the
 #: engine gives up on a campaign: it becomes FAILED with the error as its reason.
 FAIL_AFTER_ERRORS = 5
+#: Wall seconds between looks for PENDING calls the first-attempt scan passed before
+#: they were stored (an append that died after reserving seqs); doubled after each
+#: look that finds none, up to an hour.
+STRANDED_CHECK_SECONDS = 60.0
 
 
 class CampaignRunner:
@@ -66,6 +70,8 @@ class CampaignRunner:
         self._firsts: deque[Document] = deque()  # read, PENDING, not yet claimed
         self._carried_for: datetime | None = None
         self._last_recovery = 0.0
+        self._stranded_check_at = 0.0
+        self._stranded_every = STRANDED_CHECK_SECONDS
 
     def rewind(self, seq: int) -> None:
         """Calls from ``seq`` on were stored after the scan may have passed them (an append
@@ -226,6 +232,7 @@ class CampaignRunner:
         while free > 0:
             chosen = await self._candidates(campaign, now, free)
             if not chosen:
+                await self._look_for_stranded(campaign)
                 return
             seqs = [c["seq"] for c in chosen]
             claimed, reserved, entries = await self._claim(campaign, seqs, now, lease)
@@ -284,6 +291,36 @@ class CampaignRunner:
         firsts = [d for d in self._firsts if d["next_attempt_at"] and d["next_attempt_at"] <= now]
         merged = sorted(retries + firsts[:free], key=lambda d: (d["next_attempt_at"], d["seq"]))
         return merged[:free]
+
+    async def _look_for_stranded(self, campaign: Document) -> None:
+        """Nothing is due, yet the counters hold more PENDING calls than the runner knows
+        of (first attempts read, retries waiting): some were stored behind the scan
+        without a ``campaign.appended`` event to rewind it (their append died). Read
+        again from the first PENDING call."""
+        loop_now = asyncio.get_running_loop().time()
+        if loop_now < self._stranded_check_at:
+            return
+        self._stranded_check_at = loop_now + self._stranded_every
+        pending = int(campaign.get("stats", {}).get(CallStatus.PENDING.value, 0))
+        if pending <= len(self._firsts):
+            return
+        known = len(self._firsts) + await self.store.waiting_retries(self.campaign_uuid)
+        if pending <= known:
+            self._stranded_every = STRANDED_CHECK_SECONDS
+            return
+        lowest = await self.store.lowest_pending_seq(self.campaign_uuid)
+        if lowest is None or self._cursor is None or lowest >= self._cursor:
+            return
+        log.warning(
+            "PENDING calls behind the scan: reading them again",
+            pending=pending,
+            known=known,
+            from_seq=lowest,
+        )
+        self.rewind(lowest)
+        # Counts without calls (an append that died before storing any) look the same:
+        # look less often each time, so they cost little until the window closes.
+        self._stranded_every = min(self._stranded_every * 2, 3600.0)
 
     def _dial_entries(
         self, campaign: Document, calls: list[Document], now: datetime

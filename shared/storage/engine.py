@@ -33,6 +33,7 @@ from shared.storage.mongo import DUPLICATE_KEY, Announce, Database, Document, in
 log = structlog.get_logger(__name__)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 ACTIVE = [CampaignStatus.PENDING.value, CampaignStatus.PROCESSING.value]
 #: Campaigns a scheduler must own: active ones, and canceled or failed ones whose last
 #: attempts are still under way (their owner recovers any whose worker dies).
@@ -170,6 +171,12 @@ class EngineStore:
             sort=[("seq", 1)],
         )
         return None if doc is None else int(doc["seq"])
+
+    async def waiting_retries(self, campaign_uuid: str) -> int:
+        """How many calls wait for a retry (a count over the ``retry_at`` index)."""
+        return await self.calls.count_documents(
+            {"campaign_uuid": campaign_uuid, "retry_at": {"$gte": EPOCH, "$lt": FAR_FUTURE}}
+        )
 
     async def due_retries(self, campaign_uuid: str, now: datetime, limit: int) -> list[Document]:
         """Retries due by ``now`` (only calls waiting for a retry carry ``retry_at``)."""

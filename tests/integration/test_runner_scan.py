@@ -100,3 +100,65 @@ async def test_calls_stored_after_the_scan_passed_their_seqs_are_read_again(
     runner.rewind(10)  # what the campaign.appended event (seq_from 10) does
     chosen = await runner._candidates(doc, NOW, 50)
     assert [c["seq"] for c in chosen] == list(range(10, 20))
+
+
+async def test_calls_stranded_behind_the_scan_without_an_event_are_found(
+    mongo_db: Database,
+) -> None:
+    """An append that died after storing its calls never published campaign.appended."""
+    uuid = await seed_campaign(
+        mongo_db,
+        phones=[f"+1212555{i:04d}" for i in range(10)],
+        start_at=START,
+        end_at=START + timedelta(hours=9),
+        now=START,
+    )
+    await mongo_db["campaigns"].update_one({"_id": uuid}, {"$set": {"next_seq": 20}})
+    runner, _ = runner_for(mongo_db, uuid)
+    assert len(await runner._candidates(await campaign_doc(mongo_db, uuid), NOW, 50)) == 10
+    runner._firsts.clear()  # the ten were claimed and finished
+    await mongo_db["calls"].update_many(
+        {"campaign_uuid": uuid}, {"$set": {"status": "COMPLETED", "attempts": 1}}
+    )
+    late = await seed_campaign(
+        mongo_db,
+        phones=[f"+1212666{i:04d}" for i in range(10)],
+        start_at=START,
+        end_at=START + timedelta(hours=9),
+        now=START,
+    )
+    async for call in mongo_db["calls"].find({"campaign_uuid": late}):
+        await mongo_db["calls"].update_one(
+            {"_id": call["_id"]}, {"$set": {"campaign_uuid": uuid, "seq": 10 + call["seq"]}}
+        )
+    # The counters say 10 PENDING; the runner knows of none and no retry waits.
+    await mongo_db["campaigns"].update_one(
+        {"_id": uuid}, {"$set": {"stats.PENDING": 10, "stats.COMPLETED": 10}}
+    )
+    doc = await campaign_doc(mongo_db, uuid)
+    assert await runner._candidates(doc, NOW, 50) == []
+    await runner._look_for_stranded(doc)
+    chosen = await runner._candidates(doc, NOW, 50)
+    assert [c["seq"] for c in chosen] == list(range(10, 20))
+
+
+async def test_waiting_retries_are_not_taken_for_stranded_calls(mongo_db: Database) -> None:
+    uuid = await seed_campaign(
+        mongo_db,
+        phones=[f"+1212555{i:04d}" for i in range(10)],
+        start_at=START,
+        end_at=START + timedelta(hours=9),
+        now=START,
+    )
+    later = NOW + timedelta(minutes=30)
+    await mongo_db["calls"].update_many(
+        {"campaign_uuid": uuid},
+        {"$set": {"attempts": 1, "next_attempt_at": later, "retry_at": later}},
+    )
+    runner, store = runner_for(mongo_db, uuid)
+    doc = await campaign_doc(mongo_db, uuid)
+    assert await runner._candidates(doc, NOW, 50) == []
+    reads = len(store.ranges)
+    await runner._look_for_stranded(doc)
+    await runner._candidates(doc, NOW, 50)
+    assert len(store.ranges) == reads, "no second scan: the 10 PENDING calls wait for retries"
