@@ -34,7 +34,8 @@ async def calls_of(db: Database, campaign_uuid: str) -> dict[str, dict[str, Any]
 async def test_operator_cancel_stops_dialing_and_lets_calls_under_way_finish(
     api: Api, processes: Processes, mongo_db: Database, service_env: dict[str, str]
 ) -> None:
-    # 40 numbers that never answer (3 attempts each) ring 10 campaign minutes (1 s wall).
+    # 40 numbers that never answer (3 attempts each) ring 100 campaign minutes (10 s of
+    # wall time): calls under way when the cancel lands are still ringing after it.
     phones = [f"+1212{200 + i}0002" for i in range(40)]
     status, created = await api.call(
         "POST", "/call-campaign", campaign_body(phones, speed=3, retry=2, retry_interval=5)
@@ -49,7 +50,7 @@ async def test_operator_cancel_stops_dialing_and_lets_calls_under_way_finish(
         await events.bind(topology.events, routing_key=f"campaign.status_changed.{uuid}")
 
         processes.start("scheduler-0", "scheduler")
-        processes.start("worker-0", "worker", SIM_RING_SECONDS="600")
+        processes.start("worker-0", "worker", SIM_RING_SECONDS="6000")
         await eventually(
             lambda: campaign(mongo_db, uuid),
             lambda c: c["stats"]["IN_PROGRESS"] == 3 and c["stats"]["NO_ANSWER"] == 0,
