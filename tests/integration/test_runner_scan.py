@@ -50,6 +50,23 @@ async def campaign_doc(db: Database, campaign_uuid: str) -> Document:
     return doc
 
 
+async def store_late_calls(db: Database, campaign_uuid: str) -> None:
+    """Store ten PENDING calls at seqs 10..19 of the campaign, as an append does after
+    reserving them."""
+    late = await seed_campaign(
+        db,
+        phones=[f"+1212666{i:04d}" for i in range(10)],
+        start_at=START,
+        end_at=START + timedelta(hours=9),
+        now=START,
+    )
+    async for call in db["calls"].find({"campaign_uuid": late}):
+        await db["calls"].update_one(
+            {"_id": call["_id"]},
+            {"$set": {"campaign_uuid": campaign_uuid, "seq": 10 + call["seq"]}},
+        )
+
+
 async def test_a_runner_taking_over_starts_at_the_first_pending_call(mongo_db: Database) -> None:
     phones = [f"+1212555{i:04d}" for i in range(2000)]
     uuid = await seed_campaign(
@@ -84,17 +101,7 @@ async def test_calls_stored_after_the_scan_passed_their_seqs_are_read_again(
     assert [c["seq"] for c in chosen] == list(range(10))
     runner._firsts.clear()  # as if all ten were claimed
 
-    late = await seed_campaign(  # the append's calls, moved into the campaign's seq range
-        mongo_db,
-        phones=[f"+1212666{i:04d}" for i in range(10)],
-        start_at=START,
-        end_at=START + timedelta(hours=9),
-        now=START,
-    )
-    async for call in mongo_db["calls"].find({"campaign_uuid": late}):
-        await mongo_db["calls"].update_one(
-            {"_id": call["_id"]}, {"$set": {"campaign_uuid": uuid, "seq": 10 + call["seq"]}}
-        )
+    await store_late_calls(mongo_db, uuid)  # the append's calls land now
     doc = await campaign_doc(mongo_db, uuid)
     assert await runner._candidates(doc, NOW, 50) == []  # the scan already passed them
     runner.rewind(10)  # what the campaign.appended event (seq_from 10) does
@@ -120,17 +127,7 @@ async def test_calls_stranded_behind_the_scan_without_an_event_are_found(
     await mongo_db["calls"].update_many(
         {"campaign_uuid": uuid}, {"$set": {"status": "COMPLETED", "attempts": 1}}
     )
-    late = await seed_campaign(
-        mongo_db,
-        phones=[f"+1212666{i:04d}" for i in range(10)],
-        start_at=START,
-        end_at=START + timedelta(hours=9),
-        now=START,
-    )
-    async for call in mongo_db["calls"].find({"campaign_uuid": late}):
-        await mongo_db["calls"].update_one(
-            {"_id": call["_id"]}, {"$set": {"campaign_uuid": uuid, "seq": 10 + call["seq"]}}
-        )
+    await store_late_calls(mongo_db, uuid)
     # The counters say 10 PENDING; the runner knows of none and no retry waits.
     await mongo_db["campaigns"].update_one(
         {"_id": uuid}, {"$set": {"stats.PENDING": 10, "stats.COMPLETED": 10}}
