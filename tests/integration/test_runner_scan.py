@@ -50,6 +50,18 @@ async def campaign_doc(db: Database, campaign_uuid: str) -> Document:
     return doc
 
 
+async def ten_calls(db: Database) -> str:
+    """A campaign of ten PENDING first attempts (seqs 0..9) inside its window."""
+    return await seed_campaign(
+        db,
+        phones=[f"+1212555{i:04d}" for i in range(10)],
+        start_at=START,
+        end_at=START + timedelta(hours=9),
+        now=START,
+        allow_dynamic_call_appending=True,
+    )
+
+
 async def store_late_calls(db: Database, campaign_uuid: str) -> None:
     """Store ten PENDING calls at seqs 10..19 of the campaign, as an append does after
     reserving them."""
@@ -86,14 +98,7 @@ async def test_a_runner_taking_over_starts_at_the_first_pending_call(mongo_db: D
 async def test_calls_stored_after_the_scan_passed_their_seqs_are_read_again(
     mongo_db: Database,
 ) -> None:
-    uuid = await seed_campaign(
-        mongo_db,
-        phones=[f"+1212555{i:04d}" for i in range(10)],
-        start_at=START,
-        end_at=START + timedelta(hours=9),
-        now=START,
-        allow_dynamic_call_appending=True,
-    )
+    uuid = await ten_calls(mongo_db)
     # An append reserved seqs 10..19 (next_seq moved) but has not stored its calls yet.
     await mongo_db["campaigns"].update_one({"_id": uuid}, {"$set": {"next_seq": 20}})
     runner, _ = runner_for(mongo_db, uuid)
@@ -113,13 +118,7 @@ async def test_calls_stranded_behind_the_scan_without_an_event_are_found(
     mongo_db: Database,
 ) -> None:
     """An append that died after storing its calls never published campaign.appended."""
-    uuid = await seed_campaign(
-        mongo_db,
-        phones=[f"+1212555{i:04d}" for i in range(10)],
-        start_at=START,
-        end_at=START + timedelta(hours=9),
-        now=START,
-    )
+    uuid = await ten_calls(mongo_db)
     await mongo_db["campaigns"].update_one({"_id": uuid}, {"$set": {"next_seq": 20}})
     runner, _ = runner_for(mongo_db, uuid)
     assert len(await runner._candidates(await campaign_doc(mongo_db, uuid), NOW, 50)) == 10
@@ -140,13 +139,7 @@ async def test_calls_stranded_behind_the_scan_without_an_event_are_found(
 
 
 async def test_waiting_retries_are_not_taken_for_stranded_calls(mongo_db: Database) -> None:
-    uuid = await seed_campaign(
-        mongo_db,
-        phones=[f"+1212555{i:04d}" for i in range(10)],
-        start_at=START,
-        end_at=START + timedelta(hours=9),
-        now=START,
-    )
+    uuid = await ten_calls(mongo_db)
     later = NOW + timedelta(minutes=30)
     await mongo_db["calls"].update_many(
         {"campaign_uuid": uuid},
